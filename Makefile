@@ -1,0 +1,38 @@
+# make install | demo | test | test-slow | bench
+# PYTHON=... picks the interpreter; by default the newest supported one that really runs.
+# VENV=... picks the virtual environment folder (default .venv).
+
+CANDIDATES := python3.14 python3.13 python3.12 $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) python3.11 python3
+PYTHON ?= $(shell for p in $(CANDIDATES); do \
+    $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_FLAGS ?=
+
+.PHONY: install demo test test-slow bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/py311.txt constraints/py312.txt
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.11 found; pass PYTHON=/path/to/python3.12"; exit 1; }
+	@echo "using $(PYTHON) ($$($(PYTHON) -c 'import sys; print(sys.version.split()[0])'))"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints/py$$($(PY) -c 'import sys; print("%d%d" % sys.version_info[:2] if sys.version_info < (3, 12) else "312")').txt -e '.[test,notebooks]'
+	@touch $(STAMP)
+
+demo: install
+	$(PY) models/paper_toy.py
+
+test: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_FLAGS) tests notebooks --nbmake
+
+test-slow: install
+	$(PY) -m pytest -m slow $(PYTEST_FLAGS) tests
+
+bench: install
+	$(PY) benchmarks/bench_toy_adjoints.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,88 @@
+"""The one place that knows ArviZ versions apart.
+
+ArviZ 0.23 (Python 3.11) returns ``InferenceData``; ArviZ 1.x (Python ≥ 3.12) returns an
+``xarray.DataTree``.  Callers use these functions and never touch the difference.
+"""
+
+from __future__ import annotations
+
+import os
+
+import arviz as az
+
+from ppl_bmc._io import atomic_write
+
+ARVIZ_MAJOR = int(az.__version__.split(".")[0])
+
+#: Column names of :func:`summary` on both versions.
+SUMMARY_COLUMNS = ("mean", "sd", "ci_lower", "ci_upper", "ess_bulk", "ess_tail", "r_hat")
+
+
+def from_numpyro(mcmc, **kwargs):
+    """ArviZ object (InferenceData or DataTree) from a finished ``numpyro.infer.MCMC``.
+
+    The ``log_likelihood`` group is included on both versions (ArviZ 1.x leaves it out by default).
+    """
+    kwargs.setdefault("log_likelihood", True)
+    return az.from_numpyro(mcmc, **kwargs)
+
+
+def groups(data) -> list[str]:
+    """Names of the groups present (``posterior``, ``sample_stats``, …)."""
+    if ARVIZ_MAJOR >= 1:
+        return [name.strip("/") for name in data.children]
+    return list(data.groups())
+
+
+def group(data, name: str):
+    """One group as an ``xarray.Dataset``."""
+    if ARVIZ_MAJOR >= 1:
+        return data[name].to_dataset()
+    return getattr(data, name)
+
+
+def summary(data, *, var_names=None, ci_prob: float = 0.94):
+    """``pandas.DataFrame`` with the columns :data:`SUMMARY_COLUMNS` (equal-tailed interval)."""
+    if ARVIZ_MAJOR >= 1:
+        table = az.summary(data, var_names=var_names, ci_prob=ci_prob, ci_kind="eti", round_to="none")
+        pct = f"{ci_prob * 100:g}"
+        table = table.rename(columns={f"eti{pct}_lb": "ci_lower", f"eti{pct}_ub": "ci_upper"})
+    else:
+        table = az.summary(data, var_names=var_names, hdi_prob=ci_prob, stat_focus="mean", round_to="none")
+        # ArviZ 0.23 reports an HDI; recompute an equal-tailed interval to match ArviZ 1.x.
+        post = data.posterior
+        lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+        q = post.quantile([lo, hi], dim=("chain", "draw"))
+        lower, upper = [], []
+        for label in table.index:
+            name, _, rest = label.partition("[")
+            idx = tuple(int(i) for i in rest.rstrip("]").split(",")) if rest else ()
+            values = q[name].values
+            lower.append(float(values[(0,) + idx]))
+            upper.append(float(values[(1,) + idx]))
+        table = table.assign(ci_lower=lower, ci_upper=upper)
+    return table[list(SUMMARY_COLUMNS)].astype(float)
+
+
+def plot_trace(data, *, var_names=None):
+    """Trace plot; returns the matplotlib ``Figure``."""
+    if ARVIZ_MAJOR >= 1:
+        plot = az.plot_trace_dist(data, var_names=var_names, backend="matplotlib")
+        return plot.viz["figure"].item()
+    axes = az.plot_trace(data, var_names=var_names)
+    return axes.ravel()[0].figure
+
+
+def to_netcdf(data, path) -> str:
+    """Write ``data`` to ``path`` (netCDF4 through h5netcdf) atomically."""
+    return atomic_write(path, lambda tmp: data.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def from_netcdf(path):
+    """Read what :func:`to_netcdf` wrote (fully loaded, the file closed)."""
+    if ARVIZ_MAJOR >= 1:
+        import xarray as xr
+
+        with xr.open_datatree(os.fspath(path), engine="h5netcdf") as tree:
+            return tree.load()
+    return az.from_netcdf(os.fspath(path), engine="h5netcdf")

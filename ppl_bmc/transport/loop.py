@@ -1,0 +1,87 @@
+"""Batching and the step loop: ``vmap`` over readings × particles, ``lax.scan`` over steps.
+
+Shapes: ``C`` readings (leading axis of every leaf of ``ctx``), ``P`` particles per reading.
+Random numbers come from :class:`Streams`; states are pytrees whose leaves have shape ``(C, P, ...)``;
+log-weights have shape ``(C, P)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+@jax.tree_util.register_pytree_node_class
+class Streams:
+    """The random numbers of all particles: one key and the static sizes ``(C, P)``.
+
+    Step ``k`` (0 for init) draws its uniforms in bulk, ``uniform(fold_in(key, k), (C, P, n))``;
+    a replay of step ``k`` draws the same numbers again.  Same key and sizes → identical draws.
+    """
+
+    def __init__(self, key, n_ctx: int, n_particles: int):
+        self.key, self.n_ctx, self.n_particles = key, n_ctx, n_particles
+
+    def tree_flatten(self):
+        return (self.key,), (self.n_ctx, self.n_particles)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0], *aux)
+
+    def uniforms(self, k, n: int, dtype):
+        """The ``n`` uniforms in [0, 1) of step ``k`` for every particle: ``(C, P, n)``."""
+        shape = (self.n_ctx, self.n_particles, n)
+        return jax.random.uniform(jax.random.fold_in(self.key, k), shape, dtype=dtype)
+
+
+# (state, params, ctx, uniforms, k): state and uniforms per particle, ctx per reading.
+_STEP_INNER = (0, None, None, 0, None)
+_STEP_OUTER = (0, None, 0, 0, None)
+
+
+def _batch(fn, inner_axes, outer_axes):
+    """``vmap`` over particles (inner) then readings (outer)."""
+    return jax.vmap(jax.vmap(fn, in_axes=inner_axes), in_axes=outer_axes)
+
+
+def init(kernel, params, ctx, streams, dtype):
+    """Batched :meth:`Kernel.init`: ``(state, log_w0)`` with leading axes ``(C, P)``."""
+    u0 = streams.uniforms(0, kernel.n_init_uniforms, dtype)
+    return _batch(kernel.init, (None, None, 0), (None, 0, 0))(params, ctx, u0)
+
+
+def step(kernel, state, params, ctx, streams, k, dtype):
+    """Batched :meth:`Kernel.step` number ``k`` (uniforms drawn here)."""
+    u = streams.uniforms(k, kernel.n_step_uniforms, dtype)
+    return _batch(kernel.step, _STEP_INNER, _STEP_OUTER)(state, params, ctx, u, k)
+
+
+def inverse(kernel, state, params, ctx, streams, k, dtype):
+    """Batched :meth:`Kernel.inverse` of step ``k``."""
+    u = streams.uniforms(k, kernel.n_step_uniforms, dtype)
+    return _batch(kernel.inverse, _STEP_INNER, _STEP_OUTER)(state, params, ctx, u, k)
+
+
+def final(kernel, state, params, ctx):
+    """Batched :meth:`Kernel.final`: shape ``(C, P)``."""
+    out = _batch(kernel.final, (0, None, None), (0, None, 0))(state, params, ctx)
+    return jnp.broadcast_to(out, jax.tree_util.tree_leaves(state)[0].shape[:2])
+
+
+def run(kernel, params, ctx, streams, n_steps: int, dtype):
+    """Walk all particles ``n_steps`` steps: returns ``(final_state, Λ)``, Λ of shape ``(C, P)``.
+
+    Plain ``lax.scan`` with no per-step outputs; reverse-mode AD through it stores the
+    per-step residuals (memory O(n_steps)).
+    """
+    state, log_w = init(kernel, params, ctx, streams, dtype)
+
+    def body(carry, k):
+        state, log_w = carry
+        state, inc = step(kernel, state, params, ctx, streams, k, dtype)
+        return (state, log_w + inc), None
+
+    (state, log_w), _ = lax.scan(body, (state, log_w), jnp.arange(1, n_steps + 1))
+    return state, log_w + final(kernel, state, params, ctx)
