@@ -7,7 +7,7 @@ import os
 
 from ppl_bmc._io import atomic_write
 from ppl_bmc.infer import _arviz
-from ppl_bmc.infer._arviz import SUMMARY_COLUMNS, from_netcdf, groups, plot_trace, summary, to_netcdf
+from ppl_bmc.infer._arviz import SUMMARY_COLUMNS, from_netcdf, group, groups, plot_trace, summary, to_netcdf
 from ppl_bmc.infer.map import MapResult, fit_map
 from ppl_bmc.infer.mcmc import default_chain_method, run_nuts
 
@@ -44,6 +44,7 @@ __all__ = [
     "default_chain_method",
     "fit_map",
     "from_netcdf",
+    "group",
     "groups",
     "plot_trace",
     "run_nuts",
