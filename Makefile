@@ -26,7 +26,7 @@ demo: install
 	$(PY) models/paper_toy.py
 
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_FLAGS) tests notebooks --nbmake
+	PPL_BMC_QUICK=1 $(PY) -m pytest -m "not slow" $(PYTEST_FLAGS) tests notebooks --nbmake
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_FLAGS) tests

@@ -42,7 +42,9 @@ class Adjoint:
         raise NotImplementedError
 
 
-def _mean_exp(log_w):
+def _primal(kernel, params, ctx, streams, n_steps):
+    """The estimator without any gradient machinery: mean weight per reading, ``(C,)``."""
+    _, log_w = loop.run(kernel, params, ctx, streams, n_steps, _dtype(params))
     return jnp.mean(jnp.exp(log_w), axis=1)
 
 
@@ -56,8 +58,7 @@ class AutodiffAdjoint(Adjoint):
     """Reverse-mode AD through the whole scan (the reference; memory O(n_steps))."""
 
     def mean_weight(self, kernel, params, ctx, streams, n_steps):
-        _, log_w = loop.run(kernel, params, ctx, streams, n_steps, _dtype(params))
-        return _mean_exp(log_w)
+        return _primal(kernel, params, ctx, streams, n_steps)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,7 @@ class ForwardSensitivity(Adjoint):
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _forward_sensitivity(kernel, n_steps, params, ctx, streams):
-    value, _ = _forward_sensitivity_fwd(kernel, n_steps, params, ctx, streams)
-    return value
+    return _primal(kernel, params, ctx, streams, n_steps)  # no tangents without differentiation
 
 
 def _forward_sensitivity_fwd(kernel, n_steps, params, ctx, streams):
@@ -173,8 +173,7 @@ class ReplayAdjoint(Adjoint):
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _replay(kernel, n_steps, mode, params, ctx, streams):
-    _, log_w = loop.run(kernel, params, ctx, streams, n_steps, _dtype(params))
-    return _mean_exp(log_w)
+    return _primal(kernel, params, ctx, streams, n_steps)
 
 
 def _replay_fwd(kernel, n_steps, mode, params, ctx, streams):
