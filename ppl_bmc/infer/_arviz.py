@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 
-import arviz as az
+# NumPyro must be imported before ArviZ: arviz_base binds ``numpyro`` lazily at import time,
+# and if that lazy module is the first import of NumPyro, ``numpyro.infer.initialization`` is
+# missing later in ``from_numpyro``.
+import numpyro.infer  # noqa: F401  (isort: skip)
+import arviz as az  # noqa: E402
 
 from ppl_bmc._io import atomic_write
 
