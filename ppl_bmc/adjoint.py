@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
+from ppl_bmc import _checks
 from ppl_bmc.transport import loop
 
 __all__ = ["Adjoint", "AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint", "mean_weight"]
@@ -232,6 +233,16 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
 _replay.defvjp(_replay_fwd, _replay_bwd)
 
 
+def check_run_args(key, n_particles, n_steps, adjoint):
+    """Validate the run arguments shared by every entry point; returns ``(key, n_particles, n_steps)``."""
+    key = _checks.prng_key(key)
+    n_particles = _checks.positive_int(n_particles, "n_particles")
+    n_steps = _checks.positive_int(n_steps, "n_steps")
+    if not isinstance(adjoint, Adjoint):
+        raise ValueError(f"adjoint must be an instance of ppl_bmc.Adjoint, got {adjoint!r}")
+    return key, n_particles, n_steps
+
+
 def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adjoint: Adjoint):
     """Mean BMC weight per reading (the flux estimate), differentiable in ``params``.
 
@@ -255,6 +266,10 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
     Array of shape ``(C,)``: the mean weight per reading, in the units of the kernel's
     final factor.
     """
-    n_ctx = jax.tree_util.tree_leaves(ctx)[0].shape[0]
+    key, n_particles, n_steps = check_run_args(key, n_particles, n_steps, adjoint)
+    leaves = jax.tree_util.tree_leaves(ctx)
+    n_ctx = leaves[0].shape[0] if leaves and jnp.ndim(leaves[0]) else 0
+    if n_ctx == 0 or any(jnp.shape(leaf)[:1] != (n_ctx,) for leaf in leaves):
+        raise ValueError("ctx leaves must share a leading axis of at least one reading (C >= 1)")
     streams = loop.Streams(key, n_ctx, n_particles)
     return adjoint.mean_weight(kernel, params, ctx, streams, n_steps)

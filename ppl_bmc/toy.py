@@ -22,7 +22,7 @@ import numpy as np
 from jax import lax
 
 from ppl_bmc import _checks
-from ppl_bmc.adjoint import Adjoint, ReplayAdjoint, mean_weight
+from ppl_bmc.adjoint import Adjoint, ReplayAdjoint, check_run_args, mean_weight
 from ppl_bmc.transport import loop
 from ppl_bmc.transport.toy import ToyKernel, mixing_density
 
@@ -69,15 +69,6 @@ def _check_thetas(thetas, dtype):
     return thetas
 
 
-def _check_adjoint(adjoint):
-    if not isinstance(adjoint, Adjoint):
-        raise ValueError(
-            "adjoint must be ppl_bmc.AutodiffAdjoint(), ForwardSensitivity() or ReplayAdjoint(), "
-            f"got {adjoint!r}"
-        )
-    return adjoint
-
-
 @partial(jax.jit, static_argnames=("n_particles", "n_steps", "adjoint"))
 def _flux(node, thetas, key, n_particles, n_steps, adjoint):
     return mean_weight(
@@ -118,10 +109,8 @@ def flux(node, thetas, *, key, n_particles: int, n_steps: int = 2, adjoint: Adjo
     """
     node = _check_node(node)
     thetas = _check_thetas(thetas, node.dtype)
-    key = _checks.prng_key(key)
-    n_particles = _checks.positive_int(n_particles, "n_particles")
-    n_steps = _checks.positive_int(n_steps, "n_steps")
-    return _flux(node, thetas, key, n_particles, n_steps, _check_adjoint(adjoint))
+    key, n_particles, n_steps = check_run_args(key, n_particles, n_steps, adjoint)
+    return _flux(node, thetas, key, n_particles, n_steps, adjoint)
 
 
 def trajectories(thetas, *, key, n_particles: int, n_steps: int = 2):
@@ -131,9 +120,7 @@ def trajectories(thetas, *, key, n_particles: int, n_steps: int = 2):
     does not depend on ``node``; the same ``key`` gives the trajectories :func:`flux` uses.
     """
     thetas = _check_thetas(thetas, jnp.result_type(float))
-    key = _checks.prng_key(key)
-    n_particles = _checks.positive_int(n_particles, "n_particles")
-    n_steps = _checks.positive_int(n_steps, "n_steps")
+    key, n_particles, n_steps = check_run_args(key, n_particles, n_steps, ReplayAdjoint())
     node = jnp.array(PAPER_START, dtype=thetas.dtype)  # any node: the path is node-free
     streams = loop.Streams(key, thetas.shape[0], n_particles)
     state, _ = loop.init(_KERNEL, node, thetas, streams, thetas.dtype)

@@ -78,3 +78,23 @@ def test_forward_replay_refuses_a_parameter_dependent_path():
 def test_strategies_are_hashable_values():
     assert ReplayAdjoint() == ReplayAdjoint() and hash(ReplayAdjoint()) == hash(ReplayAdjoint())
     assert ForwardSensitivity() != AutodiffAdjoint()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(ctx=jnp.zeros(0)), r"ctx leaves must share a leading axis of at least one reading"),
+        (dict(ctx=(jnp.zeros(2), jnp.zeros(3))), r"ctx leaves must share a leading axis"),
+        (dict(n_particles=0), r"n_particles must be an integer >= 1"),
+        (dict(n_steps=0), r"n_steps must be an integer >= 1"),
+        (dict(key=1), r"key must be a JAX PRNG key"),
+        (dict(adjoint=None), r"adjoint must be an instance of ppl_bmc.Adjoint"),
+    ],
+)
+def test_mean_weight_rejects_bad_arguments(kwargs, match):
+    from ppl_bmc.adjoint import mean_weight
+
+    args = dict(ctx=jnp.zeros(1), key=jax.random.key(0), n_particles=2, n_steps=2, adjoint=ReplayAdjoint())
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        mean_weight(ToyKernel(), jnp.asarray(NODE), args.pop("ctx"), **args)

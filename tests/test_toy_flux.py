@@ -112,7 +112,7 @@ def test_flux_is_traceable_inside_jit_and_vmap():
         (dict(key=None), r"key must be a JAX PRNG key"),
         (dict(key=jnp.zeros(3)), r"key must be a JAX PRNG key"),
         (dict(key=jax.random.split(jax.random.key(0), 2)), r"key must be a JAX PRNG key.*a single key, shape \(\)"),
-        (dict(adjoint="replay"), r"adjoint must be"),
+        (dict(adjoint="replay"), r"adjoint must be an instance of ppl_bmc.Adjoint"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(kwargs, match):
