@@ -102,7 +102,7 @@ def _forward_sensitivity_fwd(kernel, n_steps, params, ctx, streams):
         out, f_jvp = jax.linearize(f, state, flat_p)
         return out, jax.vmap(f_jvp)(state_dot, basis)
 
-    vv = lambda fn, inner, outer: jax.vmap(jax.vmap(fn, in_axes=inner), in_axes=outer)
+    vv = loop.vmap2
     u0 = streams.uniforms(0, kernel.n_init_uniforms, dtype)
     (state, log_w), (state_dot, log_w_dot) = vv(lin_init, (None, None, 0), (None, 0, 0))(flat, ctx, u0)
 
@@ -123,12 +123,7 @@ def _forward_sensitivity_fwd(kernel, n_steps, params, ctx, streams):
     # ∇W = W ∇log W; a zero weight contributes nothing (its tangent may be undefined).
     grad_w = jnp.where(weight[..., None] > 0, weight[..., None] * log_w_dot, 0.0)
     jac = jnp.mean(grad_w, axis=1)  # (C, n_params)
-    return jnp.mean(weight, axis=1), (jac, unravel)
-
-
-def _fs_fwd(kernel, n_steps, params, ctx, streams):
-    value, (jac, _) = _forward_sensitivity_fwd(kernel, n_steps, params, ctx, streams)
-    return value, (jac, params)
+    return jnp.mean(weight, axis=1), (jac, params)
 
 
 def _fs_bwd(kernel, n_steps, res, g):
@@ -137,7 +132,7 @@ def _fs_bwd(kernel, n_steps, res, g):
     return unravel(g @ jac), None, None
 
 
-_forward_sensitivity.defvjp(_fs_fwd, _fs_bwd)
+_forward_sensitivity.defvjp(_forward_sensitivity_fwd, _fs_bwd)
 
 
 @dataclass(frozen=True)

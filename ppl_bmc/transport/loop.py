@@ -37,11 +37,11 @@ class Streams:
 
 
 # (state, params, ctx, uniforms, k): state and uniforms per particle, ctx per reading.
-_STEP_INNER = (0, None, None, 0, None)
-_STEP_OUTER = (0, None, 0, 0, None)
+STEP_INNER = (0, None, None, 0, None)
+STEP_OUTER = (0, None, 0, 0, None)
 
 
-def _batch(fn, inner_axes, outer_axes):
+def vmap2(fn, inner_axes, outer_axes):
     """``vmap`` over particles (inner) then readings (outer)."""
     return jax.vmap(jax.vmap(fn, in_axes=inner_axes), in_axes=outer_axes)
 
@@ -49,24 +49,24 @@ def _batch(fn, inner_axes, outer_axes):
 def init(kernel, params, ctx, streams, dtype):
     """Batched :meth:`Kernel.init`: ``(state, log_w0)`` with leading axes ``(C, P)``."""
     u0 = streams.uniforms(0, kernel.n_init_uniforms, dtype)
-    return _batch(kernel.init, (None, None, 0), (None, 0, 0))(params, ctx, u0)
+    return vmap2(kernel.init, (None, None, 0), (None, 0, 0))(params, ctx, u0)
 
 
 def step(kernel, state, params, ctx, streams, k, dtype):
     """Batched :meth:`Kernel.step` number ``k`` (uniforms drawn here)."""
     u = streams.uniforms(k, kernel.n_step_uniforms, dtype)
-    return _batch(kernel.step, _STEP_INNER, _STEP_OUTER)(state, params, ctx, u, k)
+    return vmap2(kernel.step, STEP_INNER, STEP_OUTER)(state, params, ctx, u, k)
 
 
 def inverse(kernel, state, params, ctx, streams, k, dtype):
     """Batched :meth:`Kernel.inverse` of step ``k``."""
     u = streams.uniforms(k, kernel.n_step_uniforms, dtype)
-    return _batch(kernel.inverse, _STEP_INNER, _STEP_OUTER)(state, params, ctx, u, k)
+    return vmap2(kernel.inverse, STEP_INNER, STEP_OUTER)(state, params, ctx, u, k)
 
 
 def final(kernel, state, params, ctx):
     """Batched :meth:`Kernel.final`: shape ``(C, P)``."""
-    out = _batch(kernel.final, (0, None, None), (0, None, 0))(state, params, ctx)
+    out = vmap2(kernel.final, (0, None, None), (0, None, 0))(state, params, ctx)
     return jnp.broadcast_to(out, jax.tree_util.tree_leaves(state)[0].shape[:2])
 
 
