@@ -1,20 +1,40 @@
-"""Benchmark of the paper's toy: forward and gradient time per adjoint, memory against steps.
+"""Benchmark of the paper's toy: time and memory of the three adjoint strategies.
 
-Prints
-1. forward time, gradient time and their ratio for each adjoint strategy
-   (``toy.flux`` over the paper's three readings, default 1e5 particles, 2 steps);
-2. the peak memory of one gradient against ``n_steps`` in {16, 64, 256, 1024}, from XLA's
-   compiled memory analysis (arguments + outputs + temporaries, the buffer plan of the whole
-   computation), and the ratio to 16 steps;
-3. particle-steps per second of the replay gradient at each ``n_steps``.
+Prints four tables:
 
-Run: ``python benchmarks/bench_toy_adjoints.py`` (``--quick`` for a smoke run).
+1.  forward time, gradient time and their ratio for ``AutodiffAdjoint``,
+    ``ForwardSensitivity`` and ``ReplayAdjoint`` on ``toy.flux`` at the paper's node and
+    readings (default 1e5 particles per reading, 2 steps), plus the gradients' agreement;
+2a. the memory of one gradient against ``n_steps`` (default 16, 64, 256, 1024), from XLA's
+    compiled memory analysis (arguments + outputs + temporaries of the buffer assignment);
+2b. the resident-memory peak of executing one gradient in a fresh subprocess per
+    configuration (``/proc/self/status`` VmHWM after resetting it; ``ru_maxrss`` as fallback);
+3.  the time of one ``ReplayAdjoint`` gradient against ``n_steps`` (particle-steps per second).
+
+and a summary of the acceptance figures (replay memory at the largest ``n_steps`` within
+1.25x of the smallest; replay gradient within 2.5x of the primal).
+
+The gradient is that of the paper's Gaussian log-likelihood
+``-500 * sum((observed - flux)**2)`` with respect to ``node``.  Only compiled calls are timed:
+one warm-up call, then the median of ``--repeats`` calls, each ended by ``block_until_ready``.
+
+Run: ``python benchmarks/bench_toy_adjoints.py`` (``--quick`` for a smoke run of a few
+seconds, ``--help`` for the sizes).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
+import json
+import os
+import platform
+import re
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -23,80 +43,304 @@ import jax.numpy as jnp
 import ppl_bmc
 from ppl_bmc import toy
 
-ADJOINTS = {
-    "AutodiffAdjoint": ppl_bmc.AutodiffAdjoint(),
-    "ForwardSensitivity": ppl_bmc.ForwardSensitivity(),
-    "ReplayAdjoint": ppl_bmc.ReplayAdjoint(),
-}
-MIB = 2.0**20
+MIB = float(2**20)
+ADJOINTS = ("AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint")
+MEMORY_TOLERANCE = 1.25  # replay: peak memory at the largest n_steps / at the smallest
+TIME_TOLERANCE = 2.5  # replay: gradient time / primal time
 
 
-def functions(n_particles, n_steps, adjoint):
-    key = jax.random.key(0)
-    observed = jnp.array(toy.PAPER_OBSERVED)
+def make_adjoint(name):
+    return getattr(ppl_bmc, name)()
+
+
+# --------------------------------------------------------------------------- functions
+
+
+# XLA options of every jitted function; --quick sets a low optimisation level (faster compiles).
+COMPILER_OPTIONS: dict = {}
+
+
+@functools.lru_cache(maxsize=None)
+def build(n_particles, n_steps, adjoint_name, seed=0):
+    """Jitted ``(forward, gradient)`` of the toy at fixed sizes: both take ``node`` (3,).
+
+    Cached, so a gradient compiled for the memory analysis (``lower().compile()``) is reused,
+    not recompiled, by the timings of the same configuration.
+    """
+    adjoint = make_adjoint(adjoint_name)
+    key = jax.random.key(seed)
 
     def forward(node):
-        return toy.flux(node, toy.PAPER_THETAS, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)
+        return toy.flux(
+            node, toy.PAPER_THETAS, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint
+        )
 
-    def loglik(node):
+    def log_likelihood(node):
+        observed = jnp.asarray(toy.PAPER_OBSERVED, dtype=node.dtype)
         return -500.0 * jnp.sum((observed - forward(node)) ** 2)
 
-    return jax.jit(forward), jax.jit(jax.grad(loglik))
+    options = dict(COMPILER_OPTIONS) or None
+    return (jax.jit(forward, compiler_options=options),
+            jax.jit(jax.grad(log_likelihood), compiler_options=options))
 
 
-def median_time(fn, arg, repeats):
-    jax.block_until_ready(fn(arg))  # compile and warm up
+def start_node():
+    return jnp.asarray(toy.PAPER_START, dtype=jnp.result_type(float))
+
+
+def timed(fn, arg, repeats):
+    """``(median seconds, min seconds, last output)`` of compiled calls after one warm-up."""
+    out = jax.block_until_ready(fn(arg))  # compiles and warms up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(arg))
+        out = jax.block_until_ready(fn(arg))
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), min(times), out
 
 
-def peak_bytes(fn, arg):
+def xla_bytes(fn, arg):
+    """Arguments + outputs + temporaries of the compiled buffer plan, in bytes (NaN if unknown)."""
     stats = fn.lower(arg).compile().memory_analysis()
     if stats is None:
         return float("nan")
-    return stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    total = sum(getattr(stats, f, 0) for f in fields)
+    # Buffers shared between input and output are counted once.
+    return total - getattr(stats, "alias_size_in_bytes", 0)
+
+
+# --------------------------------------------------------------------------- RSS child
+
+
+def _proc_status_kib(field):
+    try:
+        with open("/proc/self/status") as f:
+            match = re.search(rf"^{field}:\s+(\d+)\s+kB", f.read(), re.MULTILINE)
+        return int(match.group(1)) if match else None
+    except OSError:
+        return None
+
+
+def _reset_peak_rss():
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False where it is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_kib():
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, KiB on Linux
+
+
+def rss_child(adjoint_name, n_particles, n_steps):
+    """Run in a fresh process: compile, warm up, then measure the RSS peak of one gradient."""
+    node = start_node()
+    _, grad = build(n_particles, n_steps, adjoint_name)
+    compiled = grad.lower(node).compile()
+    jax.block_until_ready(compiled(node))  # first execution: thread pools etc.
+    gc.collect()
+    result = {"maxrss_kib": None, "exec_kib": None, "method": "ru_maxrss"}
+    before = _proc_status_kib("VmRSS")
+    if before is not None and _reset_peak_rss():
+        jax.block_until_ready(compiled(node))
+        peak = _proc_status_kib("VmHWM")
+        result.update(exec_kib=max(peak - before, 0), method="VmHWM")
+    result["maxrss_kib"] = _maxrss_kib()
+    print(json.dumps(result))
+
+
+def rss_in_subprocess(adjoint_name, n_particles, n_steps, x64):
+    """``{'exec_kib', 'maxrss_kib', 'method'}`` from a fresh interpreter, or None on failure."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    # A fixed glibc mmap threshold returns large freed buffers to the OS at once, so the RSS
+    # before the measured call holds no cached buffers of the warm-up call.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 20))
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 20))
+    cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", adjoint_name,
+           str(n_particles), str(n_steps)] + (["--x64"] if x64 else [])
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-2000:])
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def fmt_ratio(a, b):
+    return f"{a / b:.2f}" if b and b == b and a == a else "n/a"
+
+
+def section_timing(args, node):
+    n_read = len(toy.PAPER_THETAS)
+    print(f"\n1. toy.flux time, {n_read} readings x {args.n_particles} particles, "
+          f"{args.timing_steps} steps (median of {args.repeats} compiled calls)")
+    print(f"{'adjoint':<20}{'forward ms':>12}{'gradient ms':>13}{'grad/fwd':>10}"
+          f"{'fwd min ms':>12}{'grad min ms':>13}  gradient d loglik / d node")
+    results, grads = {}, {}
+    for name in ADJOINTS:
+        fwd, grad = build(args.n_particles, args.timing_steps, name)
+        t_f, m_f, _ = timed(fwd, node, args.repeats)
+        t_g, m_g, g = timed(grad, node, args.repeats)
+        results[name], grads[name] = (t_f, t_g), g
+        vals = ", ".join(f"{v:+.5g}" for v in g.tolist())
+        print(f"{name:<20}{t_f * 1e3:>12.2f}{t_g * 1e3:>13.2f}{t_g / t_f:>10.2f}"
+              f"{m_f * 1e3:>12.2f}{m_g * 1e3:>13.2f}  ({vals})")
+    ref = grads["AutodiffAdjoint"]
+    scale = float(jnp.max(jnp.abs(ref))) or 1.0
+    diffs = ", ".join(
+        f"{n} {float(jnp.max(jnp.abs(grads[n] - ref))) / scale:.1e}" for n in ADJOINTS[1:]
+    )
+    print(f"max |gradient - AutodiffAdjoint| / max |AutodiffAdjoint|: {diffs}")
+    return results
+
+
+def _table(title, steps, rows, unit_fmt):
+    print(title)
+    first = steps[0]
+    print(f"{'adjoint':<20}" + "".join(f"{f'{s} steps MiB':>16}" for s in steps)
+          + "".join(f"{f'{s}/{first}':>10}" for s in steps[1:]))
+    for name, values in rows.items():
+        print(f"{name:<20}" + "".join(unit_fmt(v) for v in values)
+              + "".join(f"{fmt_ratio(v, values[0]):>10}" for v in values[1:]))
+
+
+def section_xla_memory(args, node):
+    n_read = len(toy.PAPER_THETAS)
+    rows = {}
+    for name in ADJOINTS:
+        rows[name] = [xla_bytes(build(args.memory_particles, s, name)[1], node) for s in args.steps]
+    _table(f"\n2a. memory of one gradient, XLA compiled memory analysis (arguments + outputs + "
+           f"temporaries), {n_read} readings x {args.memory_particles} particles",
+           args.steps, rows, lambda b: f"{b / MIB:>16.2f}")
+    return rows
+
+
+def section_rss(args):
+    n_read = len(toy.PAPER_THETAS)
+    rows, totals, methods = {}, {}, set()
+    for name in ADJOINTS:
+        rows[name], totals[name] = [], []
+        for s in args.steps:
+            r = rss_in_subprocess(name, args.memory_particles, s, args.x64)
+            if r is None:
+                rows[name].append(float("nan"))
+                totals[name].append(float("nan"))
+                continue
+            methods.add(r["method"])
+            exec_kib = r["exec_kib"] if r["exec_kib"] is not None else r["maxrss_kib"]
+            rows[name].append(exec_kib * 1024.0)
+            totals[name].append(r["maxrss_kib"] * 1024.0)
+    how = ("RSS peak of the second execution above the RSS before it (VmHWM reset)"
+           if methods == {"VmHWM"} else "whole-process ru_maxrss (VmHWM reset unavailable)")
+    _table(f"\n2b. memory of one gradient, fresh subprocess per configuration: {how}, "
+           f"{n_read} readings x {args.memory_particles} particles",
+           args.steps, rows, lambda b: f"{b / MIB:>16.2f}")
+    print("   whole-process ru_maxrss MiB (import + compile + run): "
+          + "; ".join(f"{n} " + "/".join(f"{b / MIB:.0f}" for b in totals[n]) for n in ADJOINTS))
+    return rows
+
+
+def section_replay_time(args, node):
+    n_read = len(toy.PAPER_THETAS)
+    print(f"\n3. ReplayAdjoint time against n_steps, {n_read} readings x {args.memory_particles} "
+          f"particles (median of {args.repeats})")
+    print(f"{'n_steps':>8}{'forward ms':>12}{'gradient ms':>13}{'grad/fwd':>10}"
+          f"{'grad particle-steps/s':>23}{'grad ms/1000 steps':>20}")
+    out = {}
+    for s in args.steps:
+        fwd, grad = build(args.memory_particles, s, "ReplayAdjoint")
+        t_f, _, _ = timed(fwd, node, args.repeats)
+        t_g, _, _ = timed(grad, node, args.repeats)
+        rate = n_read * args.memory_particles * s / t_g
+        out[s] = (t_f, t_g)
+        print(f"{s:>8}{t_f * 1e3:>12.2f}{t_g * 1e3:>13.2f}{t_g / t_f:>10.2f}{rate:>23.3g}"
+              f"{t_g * 1e3 / s * 1000:>20.1f}")
+    return out
+
+
+def summary(args, timing, xla, rss, replay_times):
+    print("\nacceptance (ReplayAdjoint)")
+    lo, hi = args.steps[0], args.steps[-1]
+
+    def verdict(ok):
+        return "PASS" if ok else "FAIL"
+
+    for label, rows in (("XLA memory analysis", xla), ("subprocess RSS", rss)):
+        if rows is None:
+            continue
+        v = rows["ReplayAdjoint"]
+        ratio = v[-1] / v[0] if v[0] else float("nan")
+        auto = rows["AutodiffAdjoint"]
+        print(f"  memory {hi}/{lo} steps ({label}): {ratio:.3f} (<= {MEMORY_TOLERANCE}) "
+              f"{verdict(ratio <= MEMORY_TOLERANCE)};  AutodiffAdjoint for contrast: "
+              f"{fmt_ratio(auto[-1], auto[0])}")
+    t_f, t_g = timing["ReplayAdjoint"]
+    print(f"  gradient/primal time, {args.n_particles} particles x {args.timing_steps} steps: "
+          f"{t_g / t_f:.2f} (<= {TIME_TOLERANCE}) {verdict(t_g / t_f <= TIME_TOLERANCE)}")
+    if replay_times:
+        ratios = ", ".join(f"{s}: {g / f:.2f}" for s, (f, g) in replay_times.items())
+        print(f"  gradient/primal time by n_steps ({args.memory_particles} particles): {ratios}")
+
+
+# --------------------------------------------------------------------------- main
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-particles", type=int, default=100_000, help="particles per reading for timings")
-    parser.add_argument("--memory-particles", type=int, default=10_000, help="particles per reading for memory")
-    parser.add_argument("--steps", type=int, nargs="+", default=[16, 64, 256, 1024])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--n-particles", type=int, default=100_000,
+                        help="particles per reading for table 1 (default 100000)")
+    parser.add_argument("--timing-steps", type=int, default=2, help="steps for table 1 (default 2, the paper's)")
+    parser.add_argument("--memory-particles", type=int, default=10_000,
+                        help="particles per reading for tables 2a, 2b, 3 (default 10000)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[16, 64, 256, 1024],
+                        help="n_steps values for tables 2a, 2b, 3 (default 16 64 256 1024)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (default 5)")
+    parser.add_argument("--rss", dest="rss", action="store_true", default=None,
+                        help="measure subprocess RSS (table 2b; on by default except with --quick)")
+    parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip table 2b")
+    parser.add_argument("--x64", action="store_true", help="enable float64 (jax_enable_x64)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
+    parser.add_argument("--rss-child", nargs=3, metavar=("ADJOINT", "N_PARTICLES", "N_STEPS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    if args.rss_child:
+        name, n_particles, n_steps = args.rss_child
+        rss_child(name, int(n_particles), int(n_steps))
+        return 0
     if args.quick:
         args.n_particles, args.memory_particles, args.steps, args.repeats = 2_000, 500, [16, 64], 2
+        COMPILER_OPTIONS["xla_backend_optimization_level"] = 0
+    if args.rss is None:
+        args.rss = not args.quick
+    args.steps = sorted(set(args.steps))
 
-    node = jnp.array(toy.PAPER_START, dtype=jnp.result_type(float))
-    n_read = len(toy.PAPER_THETAS)
-    print(f"ppl_bmc {ppl_bmc.__version__}, jax {jax.__version__}, backend {jax.default_backend()} "
-          f"({jax.devices()[0].device_kind}), dtype {node.dtype}, {jax.local_device_count()} device(s)")
+    t_start = time.perf_counter()
+    node = start_node()
+    dev = jax.devices()[0]
+    print(f"ppl_bmc {ppl_bmc.__version__}; jax {jax.__version__}; python {platform.python_version()}; "
+          f"{os.cpu_count()} CPU core(s)")
+    print(f"backend {jax.default_backend()}, device {dev.device_kind} ({dev.platform}), "
+          f"{jax.device_count()} device(s); float dtype {node.dtype}")
+    if COMPILER_OPTIONS:
+        print(f"smoke run (--quick): XLA options {COMPILER_OPTIONS}; the figures are not meaningful")
 
-    print(f"\n1. toy.flux, {n_read} readings x {args.n_particles} particles, 2 steps (median of {args.repeats})")
-    print(f"{'adjoint':<20}{'forward ms':>12}{'gradient ms':>13}{'grad/fwd':>10}")
-    for name, adjoint in ADJOINTS.items():
-        fwd, grad = functions(args.n_particles, 2, adjoint)
-        t_f, t_g = median_time(fwd, node, args.repeats), median_time(grad, node, args.repeats)
-        print(f"{name:<20}{t_f * 1e3:>12.2f}{t_g * 1e3:>13.2f}{t_g / t_f:>10.2f}")
-
-    print(f"\n2. peak memory of one gradient (XLA buffer plan), {n_read} x {args.memory_particles} particles")
-    print(f"{'adjoint':<20}" + "".join(f"{f'{s} steps MiB':>16}" for s in args.steps) + f"{'max/first':>11}")
-    for name, adjoint in ADJOINTS.items():
-        sizes = [peak_bytes(functions(args.memory_particles, s, adjoint)[1], node) for s in args.steps]
-        print(f"{name:<20}" + "".join(f"{b / MIB:>16.2f}" for b in sizes) + f"{sizes[-1] / sizes[0]:>11.2f}")
-
-    print(f"\n3. ReplayAdjoint gradient, {n_read} x {args.memory_particles} particles")
-    print(f"{'n_steps':>8}{'gradient ms':>13}{'particle-steps/s':>18}{'forward ms':>12}{'grad/fwd':>10}")
-    for s in args.steps:
-        fwd, grad = functions(args.memory_particles, s, ADJOINTS["ReplayAdjoint"])
-        t_f, t_g = median_time(fwd, node, args.repeats), median_time(grad, node, args.repeats)
-        rate = n_read * args.memory_particles * s / t_g
-        print(f"{s:>8}{t_g * 1e3:>13.2f}{rate:>18.3g}{t_f * 1e3:>12.2f}{t_g / t_f:>10.2f}")
+    timing = section_timing(args, node)
+    xla = section_xla_memory(args, node)
+    rss = section_rss(args) if args.rss else None
+    replay_times = section_replay_time(args, node)
+    summary(args, timing, xla, rss, replay_times)
+    print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s")
     return 0
 
 

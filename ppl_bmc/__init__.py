@@ -4,7 +4,7 @@ Units are SI as in PUMAS (GeV, m, kg/m³, kg/m², m⁻² s⁻¹ sr⁻¹) except 
 whose lengths and weights are dimensionless.
 """
 
-from ppl_bmc import toy
+from ppl_bmc import flux, materials, muography, toy
 from ppl_bmc.adjoint import Adjoint, AutodiffAdjoint, ForwardSensitivity, ReplayAdjoint, mean_weight
 
 __version__ = "0.1.0"
@@ -14,7 +14,10 @@ __all__ = [
     "AutodiffAdjoint",
     "ForwardSensitivity",
     "ReplayAdjoint",
+    "flux",
+    "materials",
     "mean_weight",
+    "muography",
     "toy",
     "__version__",
 ]

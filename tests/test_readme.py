@@ -15,3 +15,4 @@ def test_readme_python_example_runs():
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["flux"].shape == (3,)
     assert namespace["grad"].shape == (3,)
+    assert float(namespace["phi"]) > 0 and float(namespace["dphi"]) < 0  # less flux behind more rock

@@ -1,0 +1,1 @@
+"""Physics: materials and their energy-loss tables, sky flux models, units."""

@@ -1,0 +1,100 @@
+"""Open-sky muon flux models: differential flux in GeV⁻¹ m⁻² s⁻¹ sr⁻¹ of (K, cos zenith).
+
+* :func:`gaisser` — T. K. Gaisser, *Cosmic Rays and Particle Physics* (1990), as in the PDG
+  review "Cosmic rays" (eq. 30.4): 0.14·E^-2.7·[1/(1 + 1.1·E·cosθ/115 GeV) +
+  0.054/(1 + 1.1·E·cosθ/850 GeV)] cm⁻² s⁻¹ sr⁻¹ GeV⁻¹ (flat Earth, valid for E ≳ 100/cosθ GeV).
+* :func:`gccly` — M. Guan, M.-C. Chu, J. Cao, K.-B. Luk, C. Yang, arXiv:1509.06176 (2015): the
+  Gaisser form with a low-energy correction [1 + 3.64 GeV/(E·cos^1.29 θ*)]^-2.7 and the
+  Earth-curvature corrected cos θ* of D. Chirkin (hep-ph/0407078), parameters P1…P5 below.  This
+  is the default of PUMAS and mulder.
+
+``E`` in those formulas is the muon's total energy, E = K + m_μ.  Both give μ⁺ + μ⁻; the charge
+ratio :data:`MU_PLUS_OVER_MU_MINUS` splits them.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+#: Muon mass (GeV), PDG 2024.
+MUON_MASS = 0.1056583755
+#: μ⁺/μ⁻ charge ratio used by PUMAS/mulder for the GCCLY flux.
+MU_PLUS_OVER_MU_MINUS = 1.2766
+#: Chirkin's cos θ* parameters (hep-ph/0407078), as quoted by Guan et al. 2015.
+CHIRKIN_P = (0.102573, -0.068287, 0.958633, 0.0407253, 0.817285)
+_CM2_TO_M2 = 1.0e4
+
+
+def cos_theta_star(cos_zenith):
+    """Earth-curvature corrected cosine of the zenith angle (Chirkin 2004)."""
+    p1, p2, p3, p4, p5 = CHIRKIN_P
+    c = jnp.asarray(cos_zenith)
+    num = c**2 + p1**2 + p2 * c**p3 + p4 * c**p5
+    return jnp.sqrt(num / (1.0 + p1**2 + p2 + p4))
+
+
+def _gaisser_form(energy, c):
+    pion = 1.0 / (1.0 + 1.1 * energy * c / 115.0)
+    kaon = 0.054 / (1.0 + 1.1 * energy * c / 850.0)
+    return 0.14 * (pion + kaon) * _CM2_TO_M2
+
+
+def gaisser(kinetic_energy, cos_zenith):
+    """Gaisser flux (μ⁺ + μ⁻), GeV⁻¹ m⁻² s⁻¹ sr⁻¹; ``kinetic_energy`` in GeV, broadcasting shapes."""
+    energy = jnp.asarray(kinetic_energy) + MUON_MASS
+    c = jnp.asarray(cos_zenith)
+    return energy**-2.7 * _gaisser_form(energy, c)
+
+
+def gccly(kinetic_energy, cos_zenith):
+    """GCCLY flux (μ⁺ + μ⁻) at sea level, GeV⁻¹ m⁻² s⁻¹ sr⁻¹; ``kinetic_energy`` in GeV."""
+    energy = jnp.asarray(kinetic_energy) + MUON_MASS
+    c = cos_theta_star(cos_zenith)
+    low = energy * (1.0 + 3.64 / (energy * c**1.29))
+    return low**-2.7 * _gaisser_form(energy, c)
+
+
+def charge_fraction(charge: int) -> float:
+    """Fraction of the total flux carried by μ⁺ (``charge=+1``) or μ⁻ (``-1``)."""
+    r = MU_PLUS_OVER_MU_MINUS
+    if charge == 1:
+        return r / (1.0 + r)
+    if charge == -1:
+        return 1.0 / (1.0 + r)
+    raise ValueError(f"charge must be +1 or -1, got {charge!r}")
+
+
+class TabulatedFlux:
+    """A user flux tabulated on kinetic energy (GeV) × cos zenith, interpolated log-linearly.
+
+    ``values[i, j]`` is the flux (GeV⁻¹ m⁻² s⁻¹ sr⁻¹, > 0) at ``kinetic_energy[i]`` and
+    ``cos_zenith[j]``; both grids strictly increasing.  Outside the grids → ``ValueError`` for
+    concrete inputs.
+    """
+
+    def __init__(self, kinetic_energy, cos_zenith, values):
+        k, c, v = (np.asarray(a, dtype=float) for a in (kinetic_energy, cos_zenith, values))
+        if k.ndim != 1 or k.size < 2 or np.any(np.diff(k) <= 0) or np.any(k <= 0):
+            raise ValueError("kinetic_energy must be a strictly increasing 1-D grid of > 0 GeV with ≥ 2 points")
+        if c.ndim != 1 or c.size < 2 or np.any(np.diff(c) <= 0) or c[0] < -1 or c[-1] > 1:
+            raise ValueError("cos_zenith must be a strictly increasing 1-D grid within [-1, 1] with ≥ 2 points")
+        if v.shape != (k.size, c.size) or not np.all(v > 0):
+            raise ValueError(f"values must have shape {(k.size, c.size)} and be > 0")
+        self._log_k, self._c, self._log_v = np.log(k), c, np.log(v)
+
+    def __call__(self, kinetic_energy, cos_zenith):
+        lk = jnp.log(jnp.asarray(kinetic_energy))
+        c = jnp.asarray(cos_zenith)
+        lk, c = jnp.broadcast_arrays(lk, c)
+        i = jnp.clip(jnp.searchsorted(self._log_k, lk) - 1, 0, self._log_k.size - 2)
+        j = jnp.clip(jnp.searchsorted(self._c, c) - 1, 0, self._c.size - 2)
+        tk = (lk - self._log_k[i]) / (self._log_k[i + 1] - self._log_k[i])
+        tc = (c - self._c[j]) / (self._c[j + 1] - self._c[j])
+        v = self._log_v
+        log_flux = ((1 - tk) * (1 - tc) * v[i, j] + tk * (1 - tc) * v[i + 1, j]
+                    + (1 - tk) * tc * v[i, j + 1] + tk * tc * v[i + 1, j + 1])
+        return jnp.exp(log_flux)
+
+
+MODELS = {"gccly": gccly, "gaisser": gaisser}

@@ -1,0 +1,147 @@
+"""Materials and their muon energy-loss tables (CSDA), interpolated log-log in JAX.
+
+The tables in ``ppl_bmc/data/materials.npz`` were computed with the PUMAS physics through
+the ``mulder`` package by ``tools/generate_material_tables.py`` (kinetic energies 1 MeV to
+1e9 GeV).  Units: kinetic energy K in GeV, stopping power in GeV·m²/kg (per grammage), CSDA
+range and transport path in kg/m² (grammage), density in kg/m³.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import jax.numpy as jnp
+import numpy as np
+
+from ppl_bmc import _checks
+
+_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "materials.npz")
+
+
+class Material:
+    """A material with its CSDA tables.
+
+    Attributes
+    ----------
+    name : str
+    density : float
+        kg/m³.
+    k_min, k_max : float
+        Kinetic-energy range of the tables (GeV).
+    """
+
+    def __init__(self, name, density, kinetic_energy, stopping_power, csda_range, transport_path):
+        self.name, self.density = name, float(density)
+        self._log_k = np.log(np.asarray(kinetic_energy, dtype=float))
+        self._log_s = np.log(np.asarray(stopping_power, dtype=float))
+        self._log_r = np.log(np.asarray(csda_range, dtype=float))
+        self._log_t = np.log(np.asarray(transport_path, dtype=float))
+        self.k_min, self.k_max = float(np.exp(self._log_k[0])), float(np.exp(self._log_k[-1]))
+        self.r_min, self.r_max = float(np.exp(self._log_r[0])), float(np.exp(self._log_r[-1]))
+
+    def __repr__(self):
+        return f"Material({self.name!r}, density={self.density} kg/m³)"
+
+    def _energy(self, kinetic_energy, name="kinetic_energy"):
+        k = jnp.asarray(kinetic_energy, dtype=jnp.result_type(float))
+        if _checks.is_concrete(k):
+            kk = np.asarray(k)
+            if not np.all((kk >= self.k_min * (1 - 1e-6)) & (kk <= self.k_max * (1 + 1e-6))):
+                raise ValueError(
+                    f"{name} must be within the {self.name} table, [{self.k_min:g}, {self.k_max:g}] GeV; "
+                    f"got values in [{kk.min():g}, {kk.max():g}]"
+                )
+        return k
+
+    @staticmethod
+    def interp(x, log_xp, log_fp):
+        """Log-log linear interpolation without range checks (for kernels, which clip first)."""
+        x = jnp.asarray(x)
+        xp, fp = jnp.asarray(log_xp, dtype=x.dtype), jnp.asarray(log_fp, dtype=x.dtype)
+        return jnp.exp(jnp.interp(jnp.log(x), xp, fp))
+
+    def _table(self, log_y, kinetic_energy):
+        k = self._energy(kinetic_energy)
+        # Out of the table under tracing: NaN flags it rather than a silent extrapolation.
+        inside = (k >= self.k_min * (1 - 1e-6)) & (k <= self.k_max * (1 + 1e-6))
+        return jnp.where(inside, self.interp(k, self._log_k, log_y), jnp.nan)
+
+    def stopping_power(self, kinetic_energy):
+        """Total CSDA stopping power −dK/dX (GeV·m²/kg) at kinetic energies K (GeV), any shape."""
+        return self._table(self._log_s, kinetic_energy)
+
+    def csda_range(self, kinetic_energy):
+        """CSDA range R(K) = ∫dK/S (kg/m²) at kinetic energies K (GeV), any shape."""
+        return self._table(self._log_r, kinetic_energy)
+
+    def transport_path(self, kinetic_energy):
+        """Multiple-scattering transport mean free path (kg/m²) at K (GeV), any shape."""
+        return self._table(self._log_t, kinetic_energy)
+
+    def kinetic_energy_at_range(self, grammage):
+        """Inverse of :meth:`csda_range`: the K (GeV) whose CSDA range is ``grammage`` (kg/m²)."""
+        x = jnp.asarray(grammage, dtype=jnp.result_type(float))
+        if _checks.is_concrete(x):
+            xx = np.asarray(x)
+            if not np.all((xx >= self.r_min * (1 - 1e-6)) & (xx <= self.r_max * (1 + 1e-6))):
+                raise ValueError(
+                    f"grammage must be within the {self.name} range table, [{self.r_min:g}, {self.r_max:g}] kg/m²"
+                )
+        inside = (x >= self.r_min * (1 - 1e-6)) & (x <= self.r_max * (1 + 1e-6))
+        return jnp.where(inside, self.interp(x, self._log_r, self._log_k), jnp.nan)
+
+
+@lru_cache(maxsize=1)
+def _tables():
+    with np.load(_DATA) as data:
+        return {key: data[key] for key in data.files}
+
+
+def names() -> list[str]:
+    """Names of the tabulated materials."""
+    return sorted({key.split("/")[0] for key in _tables() if "/" in key})
+
+
+@lru_cache(maxsize=None)
+def get(name: str) -> Material:
+    """The tabulated material ``name`` (see :func:`names`); ``ValueError`` for unknown names."""
+    known = names()
+    if name not in known:
+        raise ValueError(f"unknown material {name!r}; known materials: {', '.join(known)}")
+    t = _tables()
+    return Material(name, t[f"{name}/density"], t["kinetic_energy"], t[f"{name}/stopping_power"],
+                    t[f"{name}/csda_range"], t[f"{name}/transport_path"])
+
+
+def check_composition(composition, density):
+    """Validate a user composition ``{element: mass fraction}`` and density (kg/m³)."""
+    if not isinstance(composition, dict) or not composition:
+        raise ValueError("composition must be a non-empty dict {element symbol: mass fraction}")
+    fractions = np.array(list(composition.values()), dtype=float)
+    if np.any(~np.isfinite(fractions)) or np.any(fractions <= 0):
+        raise ValueError(f"mass fractions must be > 0, got {composition}")
+    if abs(fractions.sum() - 1.0) > 1e-4:
+        raise ValueError(f"mass fractions must sum to 1 (within 1e-4), got {fractions.sum():.6f}")
+    if not (np.isfinite(density) and density > 0):
+        raise ValueError(f"density must be > 0 kg/m³, got {density}")
+
+
+def custom(name: str, composition: dict, density: float) -> Material:
+    """A user material computed at run time with the PUMAS physics through ``mulder``.
+
+    ``composition`` maps element symbols to mass fractions (summing to 1); ``density`` in kg/m³.
+    Needs the optional ``mulder`` package (``pip install 'ppl_bmc[mulder]'``).
+    """
+    check_composition(composition, density)
+    try:
+        import mulder
+        import mulder.materials as mm
+    except ImportError as err:
+        raise ImportError("custom materials need the optional 'mulder' package: pip install mulder") from err
+    label = f"ppl_bmc_user_{name}"
+    mm.Material.define(label, composition=dict(composition), density=float(density))
+    compiled = mulder.Physics().compile(label)
+    k = _tables()["kinetic_energy"]
+    return Material(name, density, k, np.asarray(compiled.stopping_power(k)) / density,
+                    np.asarray(compiled.range(k)) * density, np.asarray(compiled.transport_path(k)) * density)
