@@ -43,16 +43,22 @@ class Material:
     def __repr__(self):
         return f"Material({self.name!r}, density={self.density} kg/m³)"
 
-    def _energy(self, kinetic_energy, name="kinetic_energy"):
-        k = jnp.asarray(kinetic_energy, dtype=jnp.result_type(float))
-        if _checks.is_concrete(k):
-            kk = np.asarray(k)
-            if not np.all((kk >= self.k_min * (1 - 1e-6)) & (kk <= self.k_max * (1 + 1e-6))):
+    def _lookup(self, x, name, unit, lo, hi, log_from, log_to):
+        """Interpolate ``x`` from one table column to another, checking ``lo <= x <= hi``.
+
+        Concrete values outside the table raise ``ValueError``; traced ones give NaN (a flag,
+        not a silent extrapolation).
+        """
+        x = jnp.asarray(x, dtype=jnp.result_type(float))
+        lo, hi = lo * (1 - 1e-6), hi * (1 + 1e-6)
+        if _checks.is_concrete(x):
+            xx = np.asarray(x)
+            if not np.all((xx >= lo) & (xx <= hi)):
                 raise ValueError(
-                    f"{name} must be within the {self.name} table, [{self.k_min:g}, {self.k_max:g}] GeV; "
-                    f"got values in [{kk.min():g}, {kk.max():g}]"
+                    f"{name} must be within the {self.name} table, [{lo:g}, {hi:g}] {unit}; "
+                    f"got values in [{xx.min():g}, {xx.max():g}]"
                 )
-        return k
+        return jnp.where((x >= lo) & (x <= hi), self.interp(x, log_from, log_to), jnp.nan)
 
     @staticmethod
     def interp(x, log_xp, log_fp):
@@ -62,10 +68,7 @@ class Material:
         return jnp.exp(jnp.interp(jnp.log(x), xp, fp))
 
     def _table(self, log_y, kinetic_energy):
-        k = self._energy(kinetic_energy)
-        # Out of the table under tracing: NaN flags it rather than a silent extrapolation.
-        inside = (k >= self.k_min * (1 - 1e-6)) & (k <= self.k_max * (1 + 1e-6))
-        return jnp.where(inside, self.interp(k, self._log_k, log_y), jnp.nan)
+        return self._lookup(kinetic_energy, "kinetic_energy", "GeV", self.k_min, self.k_max, self._log_k, log_y)
 
     def stopping_power(self, kinetic_energy):
         """Total CSDA stopping power −dK/dX (GeV·m²/kg) at kinetic energies K (GeV), any shape."""
@@ -81,15 +84,7 @@ class Material:
 
     def kinetic_energy_at_range(self, grammage):
         """Inverse of :meth:`csda_range`: the K (GeV) whose CSDA range is ``grammage`` (kg/m²)."""
-        x = jnp.asarray(grammage, dtype=jnp.result_type(float))
-        if _checks.is_concrete(x):
-            xx = np.asarray(x)
-            if not np.all((xx >= self.r_min * (1 - 1e-6)) & (xx <= self.r_max * (1 + 1e-6))):
-                raise ValueError(
-                    f"grammage must be within the {self.name} range table, [{self.r_min:g}, {self.r_max:g}] kg/m²"
-                )
-        inside = (x >= self.r_min * (1 - 1e-6)) & (x <= self.r_max * (1 + 1e-6))
-        return jnp.where(inside, self.interp(x, self._log_r, self._log_k), jnp.nan)
+        return self._lookup(grammage, "grammage", "kg/m²", self.r_min, self.r_max, self._log_r, self._log_k)
 
 
 @lru_cache(maxsize=1)
