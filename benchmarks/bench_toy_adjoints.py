@@ -16,7 +16,8 @@ and a summary of the acceptance figures (replay memory at the largest ``n_steps`
 
 The gradient is that of the paper's Gaussian log-likelihood
 ``-500 * sum((observed - flux)**2)`` with respect to ``node``.  Only compiled calls are timed:
-one warm-up call, then the median of ``--repeats`` calls, each ended by ``block_until_ready``.
+one warm-up call, then the median of ``--repeats`` rounds of one forward and one gradient call
+(interleaved, so that both see the same machine load), each ended by ``block_until_ready``.
 
 Run: ``python benchmarks/bench_toy_adjoints.py`` (``--quick`` for a smoke run of a few
 seconds, ``--help`` for the sizes).
@@ -88,15 +89,56 @@ def start_node():
     return jnp.asarray(toy.PAPER_START, dtype=jnp.result_type(float))
 
 
-def timed(fn, arg, repeats):
-    """``(median seconds, min seconds, last output)`` of compiled calls after one warm-up."""
-    out = jax.block_until_ready(fn(arg))  # compiles and warms up
-    times = []
-    for _ in range(repeats):
+class Timing:
+    """Seconds of the compiled forward and gradient calls, measured interleaved."""
+
+    def __init__(self, forward, gradient, grad_value):
+        self.forward, self.gradient, self.grad_value = forward, gradient, grad_value
+        self.n = len(forward)
+
+    @property
+    def fwd(self):
+        return statistics.median(self.forward)
+
+    @property
+    def grad(self):
+        return statistics.median(self.gradient)
+
+    @property
+    def ratio(self):
+        return self.grad / self.fwd
+
+    @property
+    def ratio_min(self):
+        return min(self.gradient) / min(self.forward)
+
+
+def time_pair(forward, gradient, arg, repeats, budget_s):
+    """Time ``forward(arg)`` and ``gradient(arg)`` alternately, compiled calls only.
+
+    Both are compiled ahead and called once (warm-up, which also estimates their cost); then
+    ``repeats`` rounds of one forward and one gradient call each, every call ended by
+    ``block_until_ready``.  Alternating the two keeps their ratio fair when the load of the
+    machine drifts.  Where ``repeats`` rounds would exceed ``budget_s`` seconds, fewer are
+    run (at least 3).
+    """
+    for fn in (forward, gradient):
+        fn.lower(arg).compile()  # cached by jit: the calls below reuse this executable
+    t0 = time.perf_counter()
+    jax.block_until_ready(forward(arg))
+    jax.block_until_ready(gradient(arg))
+    warm = time.perf_counter() - t0
+    n = max(1, repeats) if warm * repeats <= budget_s else max(3, min(repeats, int(budget_s / warm)))
+    t_fwd, t_grad, value = [], [], None
+    for _ in range(n):
         t0 = time.perf_counter()
-        out = jax.block_until_ready(fn(arg))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), out
+        jax.block_until_ready(forward(arg))
+        t1 = time.perf_counter()
+        value = jax.block_until_ready(gradient(arg))
+        t2 = time.perf_counter()
+        t_fwd.append(t1 - t0)
+        t_grad.append(t2 - t1)
+    return Timing(t_fwd, t_grad, value)
 
 
 def xla_bytes(fn, arg):
@@ -182,22 +224,22 @@ def fmt_ratio(a, b):
 def section_timing(args, node):
     n_read = len(toy.PAPER_THETAS)
     print(f"\n1. toy.flux time, {n_read} readings x {args.n_particles} particles, "
-          f"{args.timing_steps} steps (median of {args.repeats} compiled calls)")
+          f"{args.timing_steps} steps (median of n interleaved compiled calls)")
     print(f"{'adjoint':<20}{'forward ms':>12}{'gradient ms':>13}{'grad/fwd':>10}"
-          f"{'fwd min ms':>12}{'grad min ms':>13}  gradient d loglik / d node")
-    results, grads = {}, {}
+          f"{'fwd min ms':>12}{'grad min ms':>13}{'min/min':>9}{'n':>4}  d loglik / d node")
+    results = {}
     for name in ADJOINTS:
         fwd, grad = build(args.n_particles, args.timing_steps, name)
-        t_f, m_f, _ = timed(fwd, node, args.repeats)
-        t_g, m_g, g = timed(grad, node, args.repeats)
-        results[name], grads[name] = (t_f, t_g), g
-        vals = ", ".join(f"{v:+.5g}" for v in g.tolist())
-        print(f"{name:<20}{t_f * 1e3:>12.2f}{t_g * 1e3:>13.2f}{t_g / t_f:>10.2f}"
-              f"{m_f * 1e3:>12.2f}{m_g * 1e3:>13.2f}  ({vals})")
-    ref = grads["AutodiffAdjoint"]
+        t = time_pair(fwd, grad, node, args.repeats, args.budget)
+        results[name] = t
+        vals = ", ".join(f"{v:+.5g}" for v in t.grad_value.tolist())
+        print(f"{name:<20}{t.fwd * 1e3:>12.2f}{t.grad * 1e3:>13.2f}{t.ratio:>10.2f}"
+              f"{min(t.forward) * 1e3:>12.2f}{min(t.gradient) * 1e3:>13.2f}{t.ratio_min:>9.2f}{t.n:>4}"
+              f"  ({vals})")
+    ref = results["AutodiffAdjoint"].grad_value
     scale = float(jnp.max(jnp.abs(ref))) or 1.0
     diffs = ", ".join(
-        f"{n} {float(jnp.max(jnp.abs(grads[n] - ref))) / scale:.1e}" for n in ADJOINTS[1:]
+        f"{n} {float(jnp.max(jnp.abs(results[n].grad_value - ref))) / scale:.1e}" for n in ADJOINTS[1:]
     )
     print(f"max |gradient - AutodiffAdjoint| / max |AutodiffAdjoint|: {diffs}")
     return results
@@ -252,18 +294,17 @@ def section_rss(args):
 def section_replay_time(args, node):
     n_read = len(toy.PAPER_THETAS)
     print(f"\n3. ReplayAdjoint time against n_steps, {n_read} readings x {args.memory_particles} "
-          f"particles (median of {args.repeats})")
-    print(f"{'n_steps':>8}{'forward ms':>12}{'gradient ms':>13}{'grad/fwd':>10}"
+          f"particles (median of n interleaved compiled calls)")
+    print(f"{'n_steps':>8}{'forward ms':>12}{'gradient ms':>13}{'grad/fwd':>10}{'min/min':>9}{'n':>4}"
           f"{'grad particle-steps/s':>23}{'grad ms/1000 steps':>20}")
     out = {}
     for s in args.steps:
         fwd, grad = build(args.memory_particles, s, "ReplayAdjoint")
-        t_f, _, _ = timed(fwd, node, args.repeats)
-        t_g, _, _ = timed(grad, node, args.repeats)
-        rate = n_read * args.memory_particles * s / t_g
-        out[s] = (t_f, t_g)
-        print(f"{s:>8}{t_f * 1e3:>12.2f}{t_g * 1e3:>13.2f}{t_g / t_f:>10.2f}{rate:>23.3g}"
-              f"{t_g * 1e3 / s * 1000:>20.1f}")
+        t = time_pair(fwd, grad, node, args.repeats, args.budget)
+        out[s] = t
+        rate = n_read * args.memory_particles * s / t.grad
+        print(f"{s:>8}{t.fwd * 1e3:>12.2f}{t.grad * 1e3:>13.2f}{t.ratio:>10.2f}{t.ratio_min:>9.2f}{t.n:>4}"
+              f"{rate:>23.3g}{t.grad * 1e3 / s * 1000:>20.1f}")
     return out
 
 
@@ -283,11 +324,12 @@ def summary(args, timing, xla, rss, replay_times):
         print(f"  memory {hi}/{lo} steps ({label}): {ratio:.3f} (<= {MEMORY_TOLERANCE}) "
               f"{verdict(ratio <= MEMORY_TOLERANCE)};  AutodiffAdjoint for contrast: "
               f"{fmt_ratio(auto[-1], auto[0])}")
-    t_f, t_g = timing["ReplayAdjoint"]
+    t = timing["ReplayAdjoint"]
     print(f"  gradient/primal time, {args.n_particles} particles x {args.timing_steps} steps: "
-          f"{t_g / t_f:.2f} (<= {TIME_TOLERANCE}) {verdict(t_g / t_f <= TIME_TOLERANCE)}")
+          f"{t.ratio:.2f} (<= {TIME_TOLERANCE}) {verdict(t.ratio <= TIME_TOLERANCE)} "
+          f"[min/min {t.ratio_min:.2f}]")
     if replay_times:
-        ratios = ", ".join(f"{s}: {g / f:.2f}" for s, (f, g) in replay_times.items())
+        ratios = ", ".join(f"{s}: {t.ratio:.2f}" for s, t in replay_times.items())
         print(f"  gradient/primal time by n_steps ({args.memory_particles} particles): {ratios}")
 
 
@@ -303,7 +345,10 @@ def main(argv=None):
                         help="particles per reading for tables 2a, 2b, 3 (default 10000)")
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 64, 256, 1024],
                         help="n_steps values for tables 2a, 2b, 3 (default 16 64 256 1024)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (default 5)")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed (forward, gradient) rounds per figure (default 7)")
+    parser.add_argument("--budget", type=float, default=20.0,
+                        help="seconds per figure above which fewer rounds (>= 3) are run (default 20)")
     parser.add_argument("--rss", dest="rss", action="store_true", default=None,
                         help="measure subprocess RSS (table 2b; on by default except with --quick)")
     parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip table 2b")
@@ -335,10 +380,24 @@ def main(argv=None):
     if COMPILER_OPTIONS:
         print(f"smoke run (--quick): XLA options {COMPILER_OPTIONS}; the figures are not meaningful")
 
+    clock = time.perf_counter()
+
+    def lap(label):
+        nonlocal clock
+        now = time.perf_counter()
+        print(f"   ({label} took {now - clock:.1f} s)")
+        clock = now
+
     timing = section_timing(args, node)
+    lap("table 1")
     xla = section_xla_memory(args, node)
-    rss = section_rss(args) if args.rss else None
+    lap("table 2a, compiles only")
+    rss = None
+    if args.rss:
+        rss = section_rss(args)
+        lap("table 2b")
     replay_times = section_replay_time(args, node)
+    lap("table 3")
     summary(args, timing, xla, rss, replay_times)
     print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s")
     return 0

@@ -24,22 +24,24 @@ from ppl_bmc.transport.csda import MWE, SlabKernel
 N_QUADRATURE = 512
 
 
-def _quadrature(material, sky_flux, opacity_mwe, cos_zenith, k_min, k_max):
+def _quadrature(material, sky_flux, opacity_mwe, cos_zenith, k_min, k_max, decay):
     x, w = np.polynomial.legendre.leggauss(N_QUADRATURE)
     a, b = math.log(k_min), math.log(k_max)
     k_det = jnp.exp(0.5 * (b - a) * x + 0.5 * (a + b))
-    kernel = SlabKernel(material, sky_flux, k_min, k_max, 1)
+    kernel = SlabKernel(material, sky_flux, k_min, k_max, 1, decay)
     k_sky, log_jac = kernel.step(k_det, opacity_mwe, None, None, 1)
     integrand = jnp.exp(log_jac + kernel.final(k_sky, opacity_mwe, cos_zenith)) * k_det
     return 0.5 * (b - a) * jnp.sum(w * integrand)
 
 
-@partial(jax.jit, static_argnames=("material", "model", "k_min", "k_max", "method", "n_particles", "n_steps", "adjoint"))
-def _transmitted(opacity_mwe, cos_zenith, key, material, model, k_min, k_max, method, n_particles, n_steps, adjoint):
+@partial(jax.jit, static_argnames=("material", "model", "k_min", "k_max", "method", "n_particles", "n_steps",
+                                   "adjoint", "decay"))
+def _transmitted(opacity_mwe, cos_zenith, key, material, model, k_min, k_max, method, n_particles, n_steps, adjoint,
+                 decay):
     mat, sky_flux = materials.get(material), sky.MODELS[model]
     if method == "quadrature":
-        return _quadrature(mat, sky_flux, opacity_mwe, cos_zenith, k_min, k_max)
-    kernel = SlabKernel(mat, sky_flux, k_min, k_max, n_steps)
+        return _quadrature(mat, sky_flux, opacity_mwe, cos_zenith, k_min, k_max, decay)
+    kernel = SlabKernel(mat, sky_flux, k_min, k_max, n_steps, decay)
     return mean_weight(kernel, opacity_mwe, cos_zenith[None], key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)[0]
 
 
@@ -56,6 +58,7 @@ def transmitted_flux(
     n_particles: int = 100_000,
     n_steps: int = 4,
     adjoint: Adjoint = ReplayAdjoint(),
+    decay: bool = True,
 ):
     """Integrated flux (m⁻² s⁻¹ sr⁻¹) of muons with K in [k_min, k_max] GeV behind a slab.
 
@@ -75,6 +78,12 @@ def transmitted_flux(
     method : {"quadrature", "bmc"}
         Deterministic CSDA integral, or backward Monte-Carlo (straight line, no scattering,
         ``n_steps`` equal steps; needs ``key``).
+    decay : bool
+        Include the muon decay weight exp(−c·Δτ/cτ) (significant in air, negligible in rock).
+
+    Returns
+    -------
+    Scalar array: the integrated flux in m⁻² s⁻¹ sr⁻¹.
     """
     opacity = _checks.float_array(opacity_mwe, "opacity_mwe", shape=())
     if _checks.is_concrete(opacity) and float(opacity) < 0:
@@ -95,7 +104,7 @@ def transmitted_flux(
         key = jax.random.key(0)  # unused by the quadrature
     cos_zenith = jnp.asarray(math.cos(math.radians(zenith)), dtype=opacity.dtype)
     return _transmitted(opacity, cos_zenith, key, material, model, float(k_min), float(k_max), method,
-                        int(n_particles), int(n_steps), adjoint)
+                        int(n_particles), int(n_steps), adjoint, bool(decay))
 
 
 __all__ = ["transmitted_flux", "MWE"]

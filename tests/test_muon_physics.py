@@ -106,7 +106,7 @@ def test_slab_adjoints_agree_in_float64(x64):
 
 def test_physical_invariants_of_the_slab_walk(x64):
     rock = materials.get("standard_rock")
-    kernel = SlabKernel(rock, flux.gccly, 1e-3, 1e6, 8)
+    kernel = SlabKernel(rock, flux.gccly, 1e-3, 1e6, 8, decay=False)  # pure Jacobians
     streams = loop.Streams(jax.random.key(0), 1, 2000)
     opacity = jnp.asarray(500.0)
     state, log_w0 = loop.init(kernel, opacity, jnp.ones(1), streams, jnp.float64)
@@ -160,3 +160,24 @@ def test_energies_outside_the_table_are_rejected():
 def test_custom_material_validation(composition, density, match):
     with pytest.raises(ValueError, match=match):
         materials.custom("mine", composition, density)
+
+
+def test_decay_weight_matters_in_air_and_not_in_rock():
+    # 1 m.w.e. of dry air is 830 m: low-energy muons decay on the way; in rock the path is 0.38 m.
+    air = [float(muography.transmitted_flux(1.0, 0.0, material="dry_air", decay=d)) for d in (True, False)]
+    rock = [float(muography.transmitted_flux(1.0, 0.0, material="standard_rock", decay=d)) for d in (True, False)]
+    assert air[0] < 0.9 * air[1]
+    assert abs(rock[0] / rock[1] - 1) < 1e-3
+    # BMC carries the same decay weight
+    bmc = float(muography.transmitted_flux(1.0, 0.0, material="dry_air", method="bmc", key=jax.random.key(0),
+                                           n_particles=200_000))
+    assert abs(bmc / air[0] - 1) < 0.02
+
+
+def test_proper_grammage_matches_the_relativistic_limit():
+    # for K ≫ m, dτ/dX = (m/p)/S: the table's slope equals (m/p)/S
+    rock = materials.get("standard_rock")
+    k = jnp.array([1.0, 10.0, 100.0])
+    slope = jax.vmap(jax.grad(lambda kk: rock.proper_grammage(kk)))(k)
+    expected = flux.MUON_MASS / jnp.sqrt(k * (k + 2 * flux.MUON_MASS)) / rock.stopping_power(k)
+    np.testing.assert_allclose(slope, expected, rtol=0.03)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl_bmc import _checks
+from ppl_bmc.physics.flux import MUON_MASS
 
 _DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "materials.npz")
 
@@ -37,14 +38,19 @@ class Material:
         self._log_s = np.log(np.asarray(stopping_power, dtype=float))
         self._log_r = np.log(np.asarray(csda_range, dtype=float))
         self._log_t = np.log(np.asarray(transport_path, dtype=float))
+        # ∫ (m/p)/S dK from the table's bottom: proper length × density (kg/m²), for the decay weight.
+        k = np.exp(self._log_k)
+        integrand = MUON_MASS / np.sqrt(k * (k + 2 * MUON_MASS)) / np.exp(self._log_s) * k  # d/d ln K
+        self._proper = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(self._log_k))])
         self.k_min, self.k_max = float(np.exp(self._log_k[0])), float(np.exp(self._log_k[-1]))
         self.r_min, self.r_max = float(np.exp(self._log_r[0])), float(np.exp(self._log_r[-1]))
 
     def __repr__(self):
         return f"Material({self.name!r}, density={self.density} kg/m³)"
 
-    def _lookup(self, x, name, unit, lo, hi, log_from, log_to):
-        """Interpolate ``x`` from one table column to another, checking ``lo <= x <= hi``.
+    def _lookup(self, x, name, unit, lo, hi, log_from, to, log_y=True):
+        """Interpolate ``x`` from one table column (log) to another (log, or linear if not
+        ``log_y``), checking ``lo <= x <= hi``.
 
         Concrete values outside the table raise ``ValueError``; traced ones give NaN (a flag,
         not a silent extrapolation).
@@ -58,7 +64,11 @@ class Material:
                     f"{name} must be within the {self.name} table, [{lo:g}, {hi:g}] {unit}; "
                     f"got values in [{xx.min():g}, {xx.max():g}]"
                 )
-        return jnp.where((x >= lo) & (x <= hi), self.interp(x, log_from, log_to), jnp.nan)
+        if log_y:
+            y = self.interp(x, log_from, to)
+        else:
+            y = jnp.interp(jnp.log(x), jnp.asarray(log_from, x.dtype), jnp.asarray(to, x.dtype))
+        return jnp.where((x >= lo) & (x <= hi), y, jnp.nan)
 
     @staticmethod
     def interp(x, log_xp, log_fp):
@@ -81,6 +91,15 @@ class Material:
     def transport_path(self, kinetic_energy):
         """Multiple-scattering transport mean free path (kg/m²) at K (GeV), any shape."""
         return self._table(self._log_t, kinetic_energy)
+
+    def proper_grammage(self, kinetic_energy):
+        """∫ (m/p) dX along the CSDA slowing-down from the table's bottom to K (kg/m²).
+
+        The proper length c·Δτ (m) travelled while slowing from K' to K in a material of density
+        ρ is ``(proper_grammage(K') − proper_grammage(K)) / ρ``.  K in GeV, any shape.
+        """
+        return self._lookup(kinetic_energy, "kinetic_energy", "GeV", self.k_min, self.k_max, self._log_k,
+                            self._proper, log_y=False)
 
     def kinetic_energy_at_range(self, grammage):
         """Inverse of :meth:`csda_range`: the K (GeV) whose CSDA range is ``grammage`` (kg/m²)."""

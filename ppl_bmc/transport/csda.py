@@ -4,8 +4,9 @@ Backward over a step of grammage X the kinetic energy grows, ``R(K') = R(K) + X`
 weight gains the Jacobian ``S(K')/S(K)``.  Detector-side energies are sampled log-uniformly on
 [k_min, k_max] (weight ``K·ln(k_max/k_min)``); at the sky the weight is multiplied by the
 open-sky flux at ``K'``.  Sky-side energies above the table's top (1e9 GeV) get weight 0 (the
-flux there is < 1e-20 of its value at 1 GeV).  Decay is neglected (``exp(−Δτ/cτ)`` ≈ 1 in rock:
-the proper length travelled is ~m/p·l ≪ cτ = 658.654 m for K ≳ 1 GeV over slabs of ≲ 1 km).
+flux there is < 1e-20 of its value at 1 GeV).  With ``decay=True`` each step also carries the
+survival probability ``exp(−c·Δτ/cτ)``, c·Δτ = ∫(m/p) dl, cτ = 658.654 m (PDG): negligible in
+rock, not in air.
 
 Parameters: the slab's opacity in m.w.e. (scalar; 1 m.w.e. = 1000 kg/m²).  Context: cos zenith.
 The path (energies) depends on the opacity, so the replay adjoint runs backward with
@@ -22,6 +23,8 @@ import jax.numpy as jnp
 from ppl_bmc.transport.kernel import Kernel
 
 MWE = 1000.0  # kg/m² per metre water equivalent
+#: Muon c·τ in metres (PDG 2024: τ = 2.1969811 µs).
+MUON_CTAU = 658.654
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +36,7 @@ class SlabKernel(Kernel):
     k_min: float
     k_max: float
     n_steps: int
+    decay: bool = True
     n_init_uniforms: int = 1
     n_step_uniforms: int = 0
     path_depends_on_params: bool = True
@@ -58,8 +62,11 @@ class SlabKernel(Kernel):
         r_new = self._range(state) + self._step_grammage(params)
         inside = r_new <= self.material.r_max
         k_new = self._energy(jnp.minimum(r_new, self.material.r_max))
-        log_w = jnp.where(inside, self._log_s(k_new) - self._log_s(state), -jnp.inf)
-        return k_new, log_w
+        log_w = self._log_s(k_new) - self._log_s(state)
+        if self.decay:
+            m = self.material
+            log_w = log_w - (m.proper_grammage(k_new) - m.proper_grammage(state)) / (m.density * MUON_CTAU)
+        return k_new, jnp.where(inside, log_w, -jnp.inf)
 
     def inverse(self, state, params, ctx, u, k):
         return self._energy(jnp.maximum(self._range(state) - self._step_grammage(params), self.material.r_min))
