@@ -336,6 +336,13 @@ def summary(args, timing, xla, rss, replay_times):
 # --------------------------------------------------------------------------- main
 
 
+def _load():
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-particles", type=int, default=100_000,
@@ -347,8 +354,8 @@ def main(argv=None):
                         help="n_steps values for tables 2a, 2b, 3 (default 16 64 256 1024)")
     parser.add_argument("--repeats", type=int, default=7,
                         help="timed (forward, gradient) rounds per figure (default 7)")
-    parser.add_argument("--budget", type=float, default=20.0,
-                        help="seconds per figure above which fewer rounds (>= 3) are run (default 20)")
+    parser.add_argument("--budget", type=float, default=15.0,
+                        help="seconds per figure above which fewer rounds (>= 3) are run (default 15)")
     parser.add_argument("--rss", dest="rss", action="store_true", default=None,
                         help="measure subprocess RSS (table 2b; on by default except with --quick)")
     parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip table 2b")
@@ -377,6 +384,8 @@ def main(argv=None):
           f"{os.cpu_count()} CPU core(s)")
     print(f"backend {jax.default_backend()}, device {dev.device_kind} ({dev.platform}), "
           f"{jax.device_count()} device(s); float dtype {node.dtype}")
+    print(f"load average at start (1/5/15 min): {_load()}; other processes on the machine "
+          "distort the timings (not the XLA memory figures)")
     if COMPILER_OPTIONS:
         print(f"smoke run (--quick): XLA options {COMPILER_OPTIONS}; the figures are not meaningful")
 
@@ -399,7 +408,7 @@ def main(argv=None):
     replay_times = section_replay_time(args, node)
     lap("table 3")
     summary(args, timing, xla, rss, replay_times)
-    print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s")
+    print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s; load average at end: {_load()}")
     return 0
 
 

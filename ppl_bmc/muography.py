@@ -29,8 +29,8 @@ def _quadrature(material, sky_flux, opacity_mwe, cos_zenith, k_min, k_max, decay
     a, b = math.log(k_min), math.log(k_max)
     k_det = jnp.exp(0.5 * (b - a) * x + 0.5 * (a + b))
     kernel = SlabKernel(material, sky_flux, k_min, k_max, 1, decay)
-    k_sky, log_jac = kernel.step(k_det, opacity_mwe, None, None, 1)
-    integrand = jnp.exp(log_jac + kernel.final(k_sky, opacity_mwe, cos_zenith)) * k_det
+    sky_state, log_jac = kernel.step(kernel.state_at_energy(k_det), opacity_mwe, None, None, 1)
+    integrand = jnp.exp(log_jac + kernel.final(sky_state, opacity_mwe, cos_zenith)) * k_det
     return 0.5 * (b - a) * jnp.sum(w * integrand)
 
 

@@ -110,10 +110,10 @@ def test_physical_invariants_of_the_slab_walk(x64):
     streams = loop.Streams(jax.random.key(0), 1, 2000)
     opacity = jnp.asarray(500.0)
     state, log_w0 = loop.init(kernel, opacity, jnp.ones(1), streams, jnp.float64)
-    k0, energies, steps = state, [state], []
+    k0, energies, steps = state[1], [state[1]], []
     for k in range(1, 9):
         state, inc = loop.step(kernel, state, opacity, jnp.ones(1), streams, k, jnp.float64)
-        energies.append(state)
+        energies.append(state[1])
         steps.append(inc)
     energies = np.stack(energies)
     assert np.all(np.diff(energies, axis=0) > 0)  # energy never decreases backward

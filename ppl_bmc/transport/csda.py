@@ -8,7 +8,9 @@ flux there is < 1e-20 of its value at 1 GeV).  With ``decay=True`` each step als
 survival probability ``exp(−c·Δτ/cτ)``, c·Δτ = ∫(m/p) dl, cτ = 658.654 m (PDG): negligible in
 rock, not in air.
 
-Parameters: the slab's opacity in m.w.e. (scalar; 1 m.w.e. = 1000 kg/m²).  Context: cos zenith.
+State: ``(R, K, log S(K), proper grammage)`` — the CSDA range carries the walk; the other
+columns come from one table search per step.  Parameters: the slab's opacity in m.w.e.
+(scalar; 1 m.w.e. = 1000 kg/m²).  Context: cos zenith.
 The path (energies) depends on the opacity, so the replay adjoint runs backward with
 :meth:`SlabKernel.inverse`.
 """
@@ -44,34 +46,35 @@ class SlabKernel(Kernel):
     def _step_grammage(self, params):
         return MWE * params / self.n_steps
 
-    def _log_s(self, k):
-        return jnp.log(self.material.interp(k, self.material._log_k, self.material._log_s))
+    def state_at_energy(self, kinetic_energy):
+        """The state ``(R, K, log S, proper grammage)`` of muons of kinetic energy K (GeV)."""
+        m = self.material
+        return self.state_at_range(m.interp(kinetic_energy, m._log_k, m._log_r))
 
-    def _range(self, k):
-        return self.material.interp(k, self.material._log_k, self.material._log_r)
-
-    def _energy(self, r):
-        return self.material.interp(r, self.material._log_r, self.material._log_k)
+    def state_at_range(self, grammage):
+        """The state at CSDA range ``grammage`` (kg/m²), clipped to the table."""
+        r = jnp.clip(grammage, self.material.r_min, self.material.r_max)
+        return (r, *self.material.columns_at_range(r))
 
     def init(self, params, ctx, u):
         log_ratio = math.log(self.k_max / self.k_min)
         k = self.k_min * jnp.exp(u[0] * log_ratio)
-        return k, jnp.log(k * log_ratio)
+        return self.state_at_energy(k), jnp.log(k * log_ratio)
 
     def step(self, state, params, ctx, u, k):
-        r_new = self._range(state) + self._step_grammage(params)
-        inside = r_new <= self.material.r_max
-        k_new = self._energy(jnp.minimum(r_new, self.material.r_max))
-        log_w = self._log_s(k_new) - self._log_s(state)
+        r, _, log_s, proper = state
+        r_new = r + self._step_grammage(params)
+        new = self.state_at_range(r_new)
+        log_w = new[2] - log_s
         if self.decay:
-            m = self.material
-            log_w = log_w - (m.proper_grammage(k_new) - m.proper_grammage(state)) / (m.density * MUON_CTAU)
-        return k_new, jnp.where(inside, log_w, -jnp.inf)
+            log_w = log_w - (new[3] - proper) / (self.material.density * MUON_CTAU)
+        return new, jnp.where(r_new <= self.material.r_max, log_w, -jnp.inf)
 
     def inverse(self, state, params, ctx, u, k):
-        return self._energy(jnp.maximum(self._range(state) - self._step_grammage(params), self.material.r_min))
+        return self.state_at_range(state[0] - self._step_grammage(params))
 
     def final(self, state, params, ctx):
-        inside = state < self.material.k_max
-        flux = self.sky_flux(jnp.where(inside, state, 1.0), ctx)
+        r, k_sky = state[0], state[1]
+        inside = r < self.material.r_max
+        flux = self.sky_flux(jnp.where(inside, k_sky, 1.0), ctx)
         return jnp.where(inside, jnp.log(flux), -jnp.inf)
