@@ -33,6 +33,7 @@ test-slow: install
 
 bench: install
 	$(PY) benchmarks/bench_toy_adjoints.py
+	$(PY) benchmarks/bench_csda.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -7,12 +7,21 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_toy_adjoint_benchmark_quick(capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["bench_toy_adjoints.py", "--quick"])
+def run_quick(script, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [script, "--quick"])
     try:
-        runpy.run_path(os.path.join(ROOT, "benchmarks", "bench_toy_adjoints.py"), run_name="__main__")
+        runpy.run_path(os.path.join(ROOT, "benchmarks", script), run_name="__main__")
     except SystemExit as stop:
         assert stop.code == 0
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_toy_adjoint_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_toy_adjoints.py", capsys, monkeypatch)
     for name in ("AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint", "particle-steps/s"):
         assert name in out
+
+
+def test_csda_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_csda.py", capsys, monkeypatch)
+    assert "fwd steps/s" in out and "grad MiB" in out
