@@ -181,3 +181,11 @@ def test_proper_grammage_matches_the_relativistic_limit():
     slope = jax.vmap(jax.grad(lambda kk: rock.proper_grammage(kk)))(k)
     expected = flux.MUON_MASS / jnp.sqrt(k * (k + 2 * flux.MUON_MASS)) / rock.stopping_power(k)
     np.testing.assert_allclose(slope, expected, rtol=0.03)
+
+
+@pytest.mark.parametrize("model", [flux.gccly, flux.gaisser])
+def test_sky_flux_rejects_bad_input(model):
+    with pytest.raises(ValueError, match="kinetic_energy must be > 0 GeV"):
+        model(0.0, 1.0)
+    with pytest.raises(ValueError, match=r"cos_zenith must be in \[0, 1\]"):
+        model(10.0, -0.1)

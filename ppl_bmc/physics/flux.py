@@ -17,6 +17,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ppl_bmc import _checks
+
 #: Muon mass (GeV), PDG 2024.
 MUON_MASS = 0.1056583755
 #: μ⁺/μ⁻ charge ratio used by PUMAS/mulder for the GCCLY flux.
@@ -34,6 +36,16 @@ def cos_theta_star(cos_zenith):
     return jnp.sqrt(num / (1.0 + p1**2 + p2 + p4))
 
 
+def _checked(kinetic_energy, cos_zenith):
+    """Arrays of (K, cos zenith); concrete values must satisfy K > 0 GeV and 0 <= cos <= 1."""
+    k, c = jnp.asarray(kinetic_energy), jnp.asarray(cos_zenith)
+    if _checks.is_concrete(k) and not np.all(np.asarray(k) > 0):
+        raise ValueError(f"kinetic_energy must be > 0 GeV, got minimum {np.min(np.asarray(k))}")
+    if _checks.is_concrete(c) and not np.all((np.asarray(c) >= 0) & (np.asarray(c) <= 1)):
+        raise ValueError("cos_zenith must be in [0, 1] (the sky is above the horizon)")
+    return k, c
+
+
 def _gaisser_form(energy, c):
     pion = 1.0 / (1.0 + 1.1 * energy * c / 115.0)
     kaon = 0.054 / (1.0 + 1.1 * energy * c / 850.0)
@@ -42,15 +54,16 @@ def _gaisser_form(energy, c):
 
 def gaisser(kinetic_energy, cos_zenith):
     """Gaisser flux (μ⁺ + μ⁻), GeV⁻¹ m⁻² s⁻¹ sr⁻¹; ``kinetic_energy`` in GeV, broadcasting shapes."""
-    energy = jnp.asarray(kinetic_energy) + MUON_MASS
-    c = jnp.asarray(cos_zenith)
+    k, c = _checked(kinetic_energy, cos_zenith)
+    energy = k + MUON_MASS
     return energy**-2.7 * _gaisser_form(energy, c)
 
 
 def gccly(kinetic_energy, cos_zenith):
     """GCCLY flux (μ⁺ + μ⁻) at sea level, GeV⁻¹ m⁻² s⁻¹ sr⁻¹; ``kinetic_energy`` in GeV."""
-    energy = jnp.asarray(kinetic_energy) + MUON_MASS
-    c = cos_theta_star(cos_zenith)
+    k, c = _checked(kinetic_energy, cos_zenith)
+    energy = k + MUON_MASS
+    c = cos_theta_star(c)
     low = energy * (1.0 + 3.64 / (energy * c**1.29))
     return low**-2.7 * _gaisser_form(energy, c)
 
