@@ -8,7 +8,8 @@ Prints four tables:
 2a. the memory of one gradient against ``n_steps`` (default 16, 64, 256, 1024), from XLA's
     compiled memory analysis (arguments + outputs + temporaries of the buffer assignment);
 2b. the resident-memory peak of executing one gradient in a fresh subprocess per
-    configuration (``/proc/self/status`` VmHWM after resetting it; ``ru_maxrss`` as fallback);
+    configuration (``/proc/self/status`` VmHWM after resetting it; ``ru_maxrss`` as fallback;
+    with this table on, 2a is read from the same subprocesses' compiled gradients);
 3.  the time of one ``ReplayAdjoint`` gradient against ``n_steps`` (particle-steps per second).
 
 and a summary of the acceptance figures (replay memory at the largest ``n_steps`` within
@@ -26,6 +27,7 @@ seconds, ``--help`` for the sizes).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import gc
 import json
@@ -106,7 +108,8 @@ class Timing:
 
     @property
     def ratio(self):
-        return self.grad / self.fwd
+        """Median over rounds of gradient time / forward time (each round: one call of each)."""
+        return statistics.median(g / f for f, g in zip(self.forward, self.gradient))
 
     @property
     def ratio_min(self):
@@ -141,9 +144,9 @@ def time_pair(forward, gradient, arg, repeats, budget_s):
     return Timing(t_fwd, t_grad, value)
 
 
-def xla_bytes(fn, arg):
-    """Arguments + outputs + temporaries of the compiled buffer plan, in bytes (NaN if unknown)."""
-    stats = fn.lower(arg).compile().memory_analysis()
+def xla_bytes(compiled):
+    """Arguments + outputs + temporaries of a compiled buffer plan, in bytes (NaN if unknown)."""
+    stats = compiled.memory_analysis()
     if stats is None:
         return float("nan")
     fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
@@ -180,13 +183,18 @@ def _maxrss_kib():
 
 
 def rss_child(adjoint_name, n_particles, n_steps):
-    """Run in a fresh process: compile, warm up, then measure the RSS peak of one gradient."""
+    """Run in a fresh process: compile, warm up, then measure the RSS peak of one gradient.
+
+    Prints one JSON line: the XLA memory analysis of the compiled gradient (bytes), the RSS
+    peak of one execution above the RSS before it (KiB), and the process's ``ru_maxrss``.
+    """
     node = start_node()
     _, grad = build(n_particles, n_steps, adjoint_name)
     compiled = grad.lower(node).compile()
     jax.block_until_ready(compiled(node))  # first execution: thread pools etc.
     gc.collect()
-    result = {"maxrss_kib": None, "exec_kib": None, "method": "ru_maxrss"}
+    result = {"xla_bytes": xla_bytes(compiled), "maxrss_kib": None, "exec_kib": None,
+              "method": "ru_maxrss"}
     before = _proc_status_kib("VmRSS")
     if before is not None and _reset_peak_rss():
         jax.block_until_ready(compiled(node))
@@ -197,7 +205,7 @@ def rss_child(adjoint_name, n_particles, n_steps):
 
 
 def rss_in_subprocess(adjoint_name, n_particles, n_steps, x64):
-    """``{'exec_kib', 'maxrss_kib', 'method'}`` from a fresh interpreter, or None on failure."""
+    """``{'xla_bytes', 'exec_kib', 'maxrss_kib', 'method'}`` from a fresh interpreter (or None)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -255,24 +263,41 @@ def _table(title, steps, rows, unit_fmt):
               + "".join(f"{fmt_ratio(v, values[0]):>10}" for v in values[1:]))
 
 
-def section_xla_memory(args, node):
+def measure_in_subprocesses(args):
+    """Child results per adjoint, one per ``n_steps`` (``--jobs`` children at a time)."""
+    configs = [(name, s) for name in ADJOINTS for s in args.steps]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(rss_in_subprocess, name, args.memory_particles, s, args.x64)
+                   for name, s in configs]
+        results = [f.result() for f in futures]
+    out = {name: [] for name in ADJOINTS}
+    for (name, _), r in zip(configs, results):
+        out[name].append(r)
+    return out
+
+
+def section_xla_memory(args, node, children=None):
+    """Table 2a, from the children's compiled gradients where given, else compiled here."""
     n_read = len(toy.PAPER_THETAS)
     rows = {}
     for name in ADJOINTS:
-        rows[name] = [xla_bytes(build(args.memory_particles, s, name)[1], node) for s in args.steps]
+        if children is not None:
+            rows[name] = [float("nan") if r is None else r["xla_bytes"] for r in children[name]]
+        else:
+            rows[name] = [xla_bytes(build(args.memory_particles, s, name)[1].lower(node).compile())
+                          for s in args.steps]
     _table(f"\n2a. memory of one gradient, XLA compiled memory analysis (arguments + outputs + "
            f"temporaries), {n_read} readings x {args.memory_particles} particles",
            args.steps, rows, lambda b: f"{b / MIB:>16.2f}")
     return rows
 
 
-def section_rss(args):
+def section_rss(args, children):
     n_read = len(toy.PAPER_THETAS)
     rows, totals, methods = {}, {}, set()
     for name in ADJOINTS:
         rows[name], totals[name] = [], []
-        for s in args.steps:
-            r = rss_in_subprocess(name, args.memory_particles, s, args.x64)
+        for r in children[name]:
             if r is None:
                 rows[name].append(float("nan"))
                 totals[name].append(float("nan"))
@@ -359,6 +384,8 @@ def main(argv=None):
     parser.add_argument("--rss", dest="rss", action="store_true", default=None,
                         help="measure subprocess RSS (table 2b; on by default except with --quick)")
     parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip table 2b")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="subprocesses run at a time for table 2b (default 2)")
     parser.add_argument("--x64", action="store_true", help="enable float64 (jax_enable_x64)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
     parser.add_argument("--rss-child", nargs=3, metavar=("ADJOINT", "N_PARTICLES", "N_STEPS"),
@@ -399,12 +426,15 @@ def main(argv=None):
 
     timing = section_timing(args, node)
     lap("table 1")
-    xla = section_xla_memory(args, node)
-    lap("table 2a, compiles only")
     rss = None
     if args.rss:
-        rss = section_rss(args)
-        lap("table 2b")
+        children = measure_in_subprocesses(args)
+        xla = section_xla_memory(args, node, children)
+        rss = section_rss(args, children)
+        lap(f"tables 2a and 2b, {len(ADJOINTS) * len(args.steps)} subprocesses, {args.jobs} at a time")
+    else:
+        xla = section_xla_memory(args, node)
+        lap("table 2a, compiles only")
     replay_times = section_replay_time(args, node)
     lap("table 3")
     summary(args, timing, xla, rss, replay_times)

@@ -24,25 +24,25 @@ from ppl_bmc.transport.csda import MWE, SlabKernel
 N_QUADRATURE = 512
 
 
-def _quadrature(material, sky_flux, opacity_mwe, cos_zenith, k_min, k_max, decay):
+def _quadrature(material, sky_flux, opacity_mwe, zenith, k_min, k_max, decay):
     x, w = np.polynomial.legendre.leggauss(N_QUADRATURE)
     a, b = math.log(k_min), math.log(k_max)
     k_det = jnp.exp(0.5 * (b - a) * x + 0.5 * (a + b))
     kernel = SlabKernel(material, sky_flux, k_min, k_max, 1, decay)
     sky_state, log_jac = kernel.step(kernel.state_at_energy(k_det), opacity_mwe, None, None, 1)
-    integrand = jnp.exp(log_jac + kernel.final(sky_state, opacity_mwe, cos_zenith)) * k_det
+    integrand = jnp.exp(log_jac + kernel.final(sky_state, opacity_mwe, zenith)) * k_det
     return 0.5 * (b - a) * jnp.sum(w * integrand)
 
 
 @partial(jax.jit, static_argnames=("material", "model", "k_min", "k_max", "method", "n_particles", "n_steps",
-                                   "adjoint", "decay"))
-def _transmitted(opacity_mwe, cos_zenith, key, material, model, k_min, k_max, method, n_particles, n_steps, adjoint,
-                 decay):
+                                   "adjoint", "decay", "scattering"))
+def _transmitted(opacity_mwe, zenith, key, material, model, k_min, k_max, method, n_particles, n_steps, adjoint,
+                 decay, scattering):
     mat, sky_flux = materials.get(material), sky.MODELS[model]
     if method == "quadrature":
-        return _quadrature(mat, sky_flux, opacity_mwe, cos_zenith, k_min, k_max, decay)
-    kernel = SlabKernel(mat, sky_flux, k_min, k_max, n_steps, decay)
-    return mean_weight(kernel, opacity_mwe, cos_zenith[None], key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)[0]
+        return _quadrature(mat, sky_flux, opacity_mwe, zenith, k_min, k_max, decay)
+    kernel = SlabKernel(mat, sky_flux, k_min, k_max, n_steps, decay, scattering)
+    return mean_weight(kernel, opacity_mwe, zenith[None], key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)[0]
 
 
 def transmitted_flux(
@@ -59,6 +59,7 @@ def transmitted_flux(
     n_steps: int = 4,
     adjoint: Adjoint = ReplayAdjoint(),
     decay: bool = True,
+    scattering: bool = False,
 ):
     """Integrated flux (m⁻² s⁻¹ sr⁻¹) of muons with K in [k_min, k_max] GeV behind a slab.
 
@@ -80,6 +81,9 @@ def transmitted_flux(
         ``n_steps`` equal steps; needs ``key``).
     decay : bool
         Include the muon decay weight exp(−c·Δτ/cτ) (significant in air, negligible in rock).
+    scattering : bool
+        BMC only: multiple scattering in the plane of view (each step deflects the direction;
+        the path grammage grows as 1/cos of the angle; the sky flux is taken at the exit zenith).
 
     Returns
     -------
@@ -98,13 +102,15 @@ def transmitted_flux(
         raise ValueError(f"model must be one of {sorted(sky.MODELS)}, got {model!r}")
     if method not in ("quadrature", "bmc"):
         raise ValueError(f"method must be 'quadrature' or 'bmc', got {method!r}")
+    if scattering and method != "bmc":
+        raise ValueError("scattering=True needs method='bmc' (the quadrature follows straight lines)")
     if method == "bmc":
         key, n_particles, n_steps = check_run_args(key, n_particles, n_steps, adjoint)
     else:
         key = jax.random.key(0)  # unused by the quadrature
-    cos_zenith = jnp.asarray(math.cos(math.radians(zenith)), dtype=opacity.dtype)
-    return _transmitted(opacity, cos_zenith, key, material, model, float(k_min), float(k_max), method,
-                        int(n_particles), int(n_steps), adjoint, bool(decay))
+    zenith_rad = jnp.asarray(math.radians(zenith), dtype=opacity.dtype)
+    return _transmitted(opacity, zenith_rad, key, material, model, float(k_min), float(k_max), method,
+                        int(n_particles), int(n_steps), adjoint, bool(decay), bool(scattering))
 
 
 __all__ = ["transmitted_flux", "MWE"]

@@ -93,9 +93,10 @@ class Material:
         return self._table(self._log_t, kinetic_energy)
 
     def columns_at_range(self, grammage):
-        """``(K, log S, proper_grammage)`` at CSDA ranges ``grammage`` (kg/m²), unchecked.
+        """``(K, log S, proper_grammage, transport_path)`` at CSDA ranges ``grammage`` (kg/m²),
+        unchecked.
 
-        One table search serves the three columns (for transport kernels, which clip first);
+        One table search serves the four columns (for transport kernels, which clip first);
         log-log interpolation as in the other methods.
         """
         x = jnp.log(jnp.asarray(grammage))
@@ -103,7 +104,7 @@ class Material:
         i = jnp.clip(jnp.searchsorted(xp, x) - 1, 0, xp.shape[0] - 2)
         t = (x - xp[i]) / (xp[i + 1] - xp[i])
         column = lambda c: (lambda c: c[i] + t * (c[i + 1] - c[i]))(jnp.asarray(c, x.dtype))
-        return jnp.exp(column(self._log_k)), column(self._log_s), column(self._proper)
+        return jnp.exp(column(self._log_k)), column(self._log_s), column(self._proper), jnp.exp(column(self._log_t))
 
     def proper_grammage(self, kinetic_energy):
         """∫ (m/p) dX along the CSDA slowing-down from the table's bottom to K (kg/m²).
