@@ -94,8 +94,9 @@ def start_node():
 class Timing:
     """Seconds of the compiled forward and gradient calls, measured interleaved."""
 
-    def __init__(self, forward, gradient, grad_value):
-        self.forward, self.gradient, self.grad_value = forward, gradient, grad_value
+    def __init__(self, forward, gradient, fwd_value, grad_value):
+        self.forward, self.gradient = forward, gradient
+        self.fwd_value, self.grad_value = fwd_value, grad_value
         self.n = len(forward)
 
     @property
@@ -132,16 +133,16 @@ def time_pair(forward, gradient, arg, repeats, budget_s):
     jax.block_until_ready(gradient(arg))
     warm = time.perf_counter() - t0
     n = max(1, repeats) if warm * repeats <= budget_s else max(3, min(repeats, int(budget_s / warm)))
-    t_fwd, t_grad, value = [], [], None
+    t_fwd, t_grad, value, grad = [], [], None, None
     for _ in range(n):
         t0 = time.perf_counter()
-        jax.block_until_ready(forward(arg))
+        value = jax.block_until_ready(forward(arg))
         t1 = time.perf_counter()
-        value = jax.block_until_ready(gradient(arg))
+        grad = jax.block_until_ready(gradient(arg))
         t2 = time.perf_counter()
         t_fwd.append(t1 - t0)
         t_grad.append(t2 - t1)
-    return Timing(t_fwd, t_grad, value)
+    return Timing(t_fwd, t_grad, value, grad)
 
 
 def xla_bytes(compiled):
@@ -177,6 +178,20 @@ def _reset_peak_rss():
         return False
 
 
+def _settled_rss_kib(timeout_s=3.0):
+    """VmRSS once it stops falling: the runtime frees an execution's temporaries shortly *after*
+    its outputs are ready, so an RSS read right after ``block_until_ready`` can still hold them."""
+    last = _proc_status_kib("VmRSS")
+    deadline = time.perf_counter() + timeout_s
+    while last is not None and time.perf_counter() < deadline:
+        time.sleep(0.1)
+        now = _proc_status_kib("VmRSS")
+        if abs(now - last) < 256:
+            return now
+        last = now
+    return last
+
+
 def _maxrss_kib():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, KiB on Linux
@@ -191,11 +206,11 @@ def rss_child(adjoint_name, n_particles, n_steps):
     node = start_node()
     _, grad = build(n_particles, n_steps, adjoint_name)
     compiled = grad.lower(node).compile()
-    jax.block_until_ready(compiled(node))  # first execution: thread pools etc.
-    gc.collect()
     result = {"xla_bytes": xla_bytes(compiled), "maxrss_kib": None, "exec_kib": None,
               "method": "ru_maxrss"}
-    before = _proc_status_kib("VmRSS")
+    jax.block_until_ready(compiled(node))  # first execution: one-time allocations of the runtime
+    gc.collect()
+    before = _settled_rss_kib()
     if before is not None and _reset_peak_rss():
         jax.block_until_ready(compiled(node))
         peak = _proc_status_kib("VmHWM")
@@ -250,6 +265,8 @@ def section_timing(args, node):
         f"{n} {float(jnp.max(jnp.abs(results[n].grad_value - ref))) / scale:.1e}" for n in ADJOINTS[1:]
     )
     print(f"max |gradient - AutodiffAdjoint| / max |AutodiffAdjoint|: {diffs}")
+    print("   grad/fwd: median over rounds of (gradient time / forward time of the same round); "
+          "min/min: fastest gradient / fastest forward")
     return results
 
 
@@ -306,7 +323,7 @@ def section_rss(args, children):
             exec_kib = r["exec_kib"] if r["exec_kib"] is not None else r["maxrss_kib"]
             rows[name].append(exec_kib * 1024.0)
             totals[name].append(r["maxrss_kib"] * 1024.0)
-    how = ("RSS peak of the second execution above the RSS before it (VmHWM reset)"
+    how = ("RSS peak of the second execution above the settled RSS before it (VmHWM reset)"
            if methods == {"VmHWM"} else "whole-process ru_maxrss (VmHWM reset unavailable)")
     _table(f"\n2b. memory of one gradient, fresh subprocess per configuration: {how}, "
            f"{n_read} readings x {args.memory_particles} particles",
@@ -321,7 +338,7 @@ def section_replay_time(args, node):
     print(f"\n3. ReplayAdjoint time against n_steps, {n_read} readings x {args.memory_particles} "
           f"particles (median of n interleaved compiled calls)")
     print(f"{'n_steps':>8}{'forward ms':>12}{'gradient ms':>13}{'grad/fwd':>10}{'min/min':>9}{'n':>4}"
-          f"{'grad particle-steps/s':>23}{'grad ms/1000 steps':>20}")
+          f"{'grad particle-steps/s':>23}{'grad ms/1000 steps':>20}{'max flux':>11}{'max |grad|':>12}")
     out = {}
     for s in args.steps:
         fwd, grad = build(args.memory_particles, s, "ReplayAdjoint")
@@ -329,7 +346,13 @@ def section_replay_time(args, node):
         out[s] = t
         rate = n_read * args.memory_particles * s / t.grad
         print(f"{s:>8}{t.fwd * 1e3:>12.2f}{t.grad * 1e3:>13.2f}{t.ratio:>10.2f}{t.ratio_min:>9.2f}{t.n:>4}"
-              f"{rate:>23.3g}{t.grad * 1e3 / s * 1000:>20.1f}")
+              f"{rate:>23.3g}{t.grad * 1e3 / s * 1000:>20.1f}"
+              f"{float(jnp.max(t.fwd_value)):>11.2e}{float(jnp.max(jnp.abs(t.grad_value))):>12.2e}")
+    zero = [s for s, t in out.items() if float(jnp.max(t.fwd_value)) == 0.0]
+    if zero:
+        print(f"   the toy's weights shrink with every step: in {node.dtype} the flux (and its gradient)"
+              f" underflows to exactly 0 at n_steps = {', '.join(map(str, zero))};\n"
+              "   the computation, and so its time and memory, does not depend on the values")
     return out
 
 
