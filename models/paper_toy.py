@@ -115,7 +115,7 @@ def reproduce_fig2(
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-warmup", type=int, default=500)
-    parser.add_argument("--num-samples", type=int, default=500)
+    parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--num-chains", type=int, default=2)
     parser.add_argument("--n-particles", type=int, default=2_000)
     parser.add_argument("--n-steps", type=int, default=2)
