@@ -12,26 +12,17 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ppl_bmc import _checks
 from ppl_bmc.adjoint import Adjoint, ReplayAdjoint, check_run_args, mean_weight
 from ppl_bmc.physics import flux as sky
 from ppl_bmc.physics import materials
-from ppl_bmc.transport.csda import MWE, SlabKernel
-
-#: Gauss-Legendre nodes of the quadrature in ln K.
-N_QUADRATURE = 512
-
+from ppl_bmc.transport.csda import MWE, SlabKernel, straight_line_flux
 
 def _quadrature(material, sky_flux, opacity_mwe, zenith, k_min, k_max, decay):
-    x, w = np.polynomial.legendre.leggauss(N_QUADRATURE)
-    a, b = math.log(k_min), math.log(k_max)
-    k_det = jnp.exp(0.5 * (b - a) * x + 0.5 * (a + b))
-    kernel = SlabKernel(material, sky_flux, k_min, k_max, 1, decay)
-    sky_state, log_jac = kernel.step(kernel.state_at_energy(k_det), opacity_mwe, None, None, 1)
-    integrand = jnp.exp(log_jac + kernel.final(sky_state, opacity_mwe, zenith)) * k_det
-    return 0.5 * (b - a) * jnp.sum(w * integrand)
+    grammage = MWE * opacity_mwe
+    return straight_line_flux(material, sky_flux, grammage, grammage / material.density, jnp.cos(zenith),
+                              k_min, k_max, decay=decay)
 
 
 @partial(jax.jit, static_argnames=("material", "model", "k_min", "k_max", "method", "n_particles", "n_steps",
