@@ -4,7 +4,7 @@ Units are SI as in PUMAS (GeV, m, kg/m³, kg/m², m⁻² s⁻¹ sr⁻¹) except 
 whose lengths and weights are dimensionless.
 """
 
-from ppl_bmc import detectors, flux, geometry, materials, muography, toy
+from ppl_bmc import detectors, flux, geometry, materials, muography, nppl, toy
 from ppl_bmc.adjoint import Adjoint, AutodiffAdjoint, ForwardSensitivity, ReplayAdjoint, mean_weight
 from ppl_bmc.detectors import Detector
 from ppl_bmc.geometry import Scene
@@ -26,6 +26,7 @@ __all__ = [
     "materials",
     "mean_weight",
     "muography",
+    "nppl",
     "toy",
     "__version__",
 ]

@@ -342,7 +342,7 @@ class HeightMap(Field):
                              f"{base_m}, {height_m}, {margin_m}")
         half = 0.5 * base_m
         c = np.broadcast_to(np.asarray(center, dtype=float), (ndim - 1,))
-        knots = tuple(np.array([ci - half - margin_m, ci - half, ci, ci + half, ci + half + margin_m]) for ci in c)
+        knots = tuple(np.unique([ci - half - margin_m, ci - half, ci, ci + half, ci + half + margin_m]) for ci in c)
         tent = lambda k, ci: np.clip(height_m * (1 - np.abs(k - ci) / half), 0.0, None)
         if ndim == 2:
             h = ground_m + tent(knots[0], c[0])

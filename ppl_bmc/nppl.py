@@ -1,0 +1,162 @@
+"""NumPyro glue: the ``counts`` observation site, priors over density fields, a model factory.
+
+* :func:`counts_site` — Poisson counts per detector bin, a ``numpyro.sample`` site named
+  ``counts`` inside ``detector × bin`` plates (so ``numpyro.infer.Predictive`` simulates data
+  and ``log_likelihood`` has one value per bin).
+* :class:`GMRF` / :func:`gmrf_field` — a Gaussian Markov random field on a regular grid
+  (precision ``κ²·I + Laplacian``, Neumann boundaries), sampled non-centred: white-noise
+  latent ``<name>_white`` and the field as a deterministic site ``<name>``.
+* :func:`log_density_prior` (voxel densities ``exp(GMRF)``) and :func:`fraction_prior`
+  (mixing fractions ``sigmoid(GMRF)`` in (0, 1)).
+* :func:`field_model` — a plain NumPyro model ``model(counts=None)`` from a scene, detectors
+  and a prior.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from ppl_bmc import _checks
+from ppl_bmc.adjoint import Adjoint, ReplayAdjoint
+from ppl_bmc.likelihood import expected_counts
+
+__all__ = ["GMRF", "counts_site", "field_model", "fraction_prior", "gmrf_field", "log_density_prior"]
+
+
+def counts_site(expected, observed=None, *, name: str = "counts"):
+    """Poisson observation of ``expected`` counts ``(n_detectors, n_bins)``.
+
+    ``observed``: integer-valued counts of the same shape (``None`` to sample).  Concrete
+    observed counts must be finite and ≥ 0.  Returns the site's value.
+    """
+    expected = jnp.asarray(expected)
+    if expected.ndim != 2:
+        raise ValueError(f"expected must have shape (n_detectors, n_bins), got {expected.shape}")
+    if observed is not None:
+        obs = np.asarray(observed) if _checks.is_concrete(observed) else observed
+        if obs.shape != expected.shape:
+            raise ValueError(f"observed counts must have shape {expected.shape}, got {obs.shape}")
+        if isinstance(obs, np.ndarray) and (not np.all(np.isfinite(obs)) or np.any(obs < 0)
+                                            or np.any(obs != np.round(obs))):
+            raise ValueError("observed counts must be finite non-negative integers")
+    n_det, n_bins = expected.shape
+    with numpyro.plate("detector", n_det, dim=-2), numpyro.plate("bin", n_bins, dim=-1):
+        return numpyro.sample(name, dist.Poisson(expected), obs=observed)
+
+
+class GMRF:
+    """A Gaussian Markov random field on a grid of ``shape`` (any number of axes).
+
+    Precision ``Q ∝ κ²·I + L`` with ``L`` the grid graph Laplacian (nearest neighbours,
+    Neumann boundaries) and ``κ = 1/length`` (``length`` in voxels: the correlation length);
+    scaled so that the mean marginal variance is 1.  :meth:`transform` maps white noise
+    ``z ~ N(0, I)`` of ``shape`` to a field ``Q^{-1/2} z`` (one small matrix product per axis).
+    """
+
+    def __init__(self, shape, length: float = 2.0):
+        self.shape = tuple(_checks.positive_int(n, "shape entry") for n in shape)
+        if not (np.isfinite(length) and length > 0):
+            raise ValueError(f"length must be > 0 voxels, got {length}")
+        self.length = float(length)
+        eig, vecs = [], []
+        for n in self.shape:
+            lap = np.diag(np.r_[1.0, 2.0 * np.ones(max(n - 2, 0)), 1.0][:n]) if n > 1 else np.zeros((1, 1))
+            if n > 1:
+                lap -= np.eye(n, k=1) + np.eye(n, k=-1)
+            w, v = np.linalg.eigh(lap)
+            eig.append(np.clip(w, 0.0, None))
+            vecs.append(v)
+        total = sum(np.meshgrid(*eig, indexing="ij"))
+        amp = 1.0 / np.sqrt(1.0 / self.length**2 + total)
+        # marginal variance of voxel i: Σ_k (Π_a V_a[i_a, k_a]²) amp_k², averaged over i → normalise to 1
+        mean_var = np.mean(amp**2) if len(self.shape) else 1.0
+        self._amp = amp / math.sqrt(mean_var)
+        self._vecs = vecs
+
+    def transform(self, white):
+        """Field (shape ``self.shape``) with covariance ∝ Q⁻¹ from white noise of the same shape."""
+        x = jnp.asarray(white)
+        dt = x.dtype
+        for a, v in enumerate(self._vecs):  # to the eigenbasis
+            x = jnp.moveaxis(jnp.tensordot(jnp.asarray(v.T, dt), x, axes=([1], [a])), 0, a)
+        x = x * jnp.asarray(self._amp, dt)
+        for a, v in enumerate(self._vecs):  # back
+            x = jnp.moveaxis(jnp.tensordot(jnp.asarray(v, dt), x, axes=([1], [a])), 0, a)
+        return x
+
+
+def gmrf_field(name: str, shape, *, mean=0.0, scale: float = 1.0, length: float = 2.0):
+    """Sample a smooth field ``mean + scale · GMRF`` of ``shape`` (non-centred).
+
+    Sites: ``<name>_white`` (standard normal latent, the one NUTS moves) and ``<name>``
+    (deterministic, the field).  ``scale``: prior standard deviation of each voxel (mean over
+    voxels); ``length``: correlation length in voxels.
+    """
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be > 0, got {scale}")
+    gm = GMRF(shape, length)
+    white = numpyro.sample(f"{name}_white", dist.Normal(0.0, 1.0).expand(gm.shape).to_event(len(gm.shape)))
+    return numpyro.deterministic(name, mean + scale * gm.transform(white))
+
+
+def log_density_prior(shape, *, mean_density: float, sd_log: float = 0.3, length: float = 2.0,
+                      name: str = "log_density"):
+    """A prior for voxel densities: ``exp(GMRF)`` around ``mean_density`` (kg/m³).
+
+    Returns a callable ``prior() -> densities`` (array of ``shape``, kg/m³) for
+    :func:`field_model`; the log-density field is the deterministic site ``name``.
+    """
+    if not (np.isfinite(mean_density) and mean_density > 0):
+        raise ValueError(f"mean_density must be > 0 kg/m³, got {mean_density}")
+
+    def prior():
+        return jnp.exp(gmrf_field(name, shape, mean=math.log(mean_density), scale=sd_log, length=length))
+
+    return prior
+
+
+def fraction_prior(shape, *, mean_fraction: float = 0.5, sd_logit: float = 1.0, length: float = 2.0,
+                   name: str = "fraction_logit"):
+    """A prior for mixing fractions in (0, 1): ``sigmoid(GMRF)`` around ``mean_fraction``.
+
+    Returns ``prior() -> fractions`` (array of ``shape``); the fractions are also recorded as
+    the deterministic site ``"fraction"``.
+    """
+    if not 0 < mean_fraction < 1:
+        raise ValueError(f"mean_fraction must be in (0, 1), got {mean_fraction}")
+
+    def prior():
+        logit = gmrf_field(name, shape, mean=math.log(mean_fraction / (1 - mean_fraction)), scale=sd_logit,
+                           length=length)
+        return numpyro.deterministic("fraction", jax.nn.sigmoid(logit))
+
+    return prior
+
+
+def field_model(scene, detectors, prior, *, method: str = "quadrature", key=None, n_particles: int = 1024,
+                n_steps: int | None = None, adjoint: Adjoint = ReplayAdjoint(), record_expected: bool = True):
+    """A NumPyro model ``model(counts=None)`` of muon counts through ``scene``.
+
+    ``prior()`` returns the field's params (e.g. :func:`log_density_prior`); the likelihood is
+    :func:`ppl_bmc.expected_counts` with ``method``, ``key`` (fixed: common random numbers),
+    ``n_particles``, ``n_steps`` and ``adjoint``, observed through :func:`counts_site`.  With
+    ``record_expected`` the expected counts are the deterministic site ``"expected"``.
+    """
+    if method == "bmc":
+        key = _checks.prng_key(key, "key")
+
+    def model(counts=None):
+        params = prior()
+        mu = expected_counts(scene, params, detectors, key=key, n_particles=n_particles, n_steps=n_steps,
+                             method=method, adjoint=adjoint)
+        if record_expected:
+            numpyro.deterministic("expected", mu)
+        return counts_site(mu, counts)
+
+    return model
