@@ -34,6 +34,7 @@ test-slow: install
 bench: install
 	$(PY) benchmarks/bench_toy_adjoints.py
 	$(PY) benchmarks/bench_csda.py
+	$(PY) benchmarks/bench_muography.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

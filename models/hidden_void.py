@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -85,25 +86,34 @@ def detectors(cfg=None):
 
 
 def scene(cfg=None, grid=None):
-    """The inference scene: the pyramid filled by a ``grid × grid`` voxel grid of densities."""
+    """The inference scene: the pyramid filled by a ``grid × grid`` voxel grid of densities.
+
+    Cached per geometry, so repeated calls return the same object (and reuse compiled code)."""
     cfg = _cfg(cfg)
-    n = int(grid or cfg["grid"])
-    lower, upper = box(cfg)
-    voxels = VoxelGrid(lower, upper, (n, n))
-    return Scene(HeightMap.pyramid(cfg["base_m"], cfg["height_m"], fill=voxels), material=cfg["material"])
+    return _scene(cfg["base_m"], cfg["height_m"], cfg["material"], int(grid or cfg["grid"]))
+
+
+@lru_cache(maxsize=16)
+def _scene(base_m, height_m, material, n, resolution_m=None):
+    """Pyramid scene with ``n × n`` voxels, or voxels of ``resolution_m`` metres when n is None."""
+    lower, upper = box({"base_m": base_m, "height_m": height_m})
+    if n is None:
+        n_x, n_z = (int(round((u - l) / resolution_m)) for l, u in zip(lower, upper))
+        voxels = VoxelGrid(lower, upper, (n_z, n_x))
+    else:
+        voxels = VoxelGrid(lower, upper, (n, n))
+    return Scene(HeightMap.pyramid(base_m, height_m, fill=voxels), material=material)
 
 
 def true_density(cfg=None, resolution_m=TRUTH_RESOLUTION_M):
     """The true geometry on a fine grid: ``(scene, densities (nz, nx) kg/m³)``."""
     cfg = _cfg(cfg)
-    lower, upper = box(cfg)
-    nx, nz = (int(round((u - l) / resolution_m)) for l, u in zip(lower, upper))
-    fine = VoxelGrid(lower, upper, (nz, nx))
+    sc = _scene(cfg["base_m"], cfg["height_m"], cfg["material"], None, resolution_m)
+    fine = sc.field.fill
     xc, zc = fine.centres(0), fine.centres(1)
     (cx, cz), (sx, sz) = cfg["void_center_m"], cfg["void_size_m"]
     void = (np.abs(xc[None, :] - cx) < 0.5 * sx) & (np.abs(zc[:, None] - cz) < 0.5 * sz)
-    rho = np.where(void, 0.0, cfg["density"])
-    return Scene(HeightMap.pyramid(cfg["base_m"], cfg["height_m"], fill=fine), material=cfg["material"]), rho
+    return sc, np.where(void, 0.0, cfg["density"])
 
 
 def inside_pyramid(cfg, x, z):

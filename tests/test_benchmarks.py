@@ -25,3 +25,8 @@ def test_toy_adjoint_benchmark_quick(capsys, monkeypatch):
 def test_csda_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_csda.py", capsys, monkeypatch)
     assert "fwd steps/s" in out and "grad MiB" in out
+
+
+def test_muography_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_muography.py", capsys, monkeypatch)
+    assert "ReplayAdjoint memory ratio" in out and "NUTS, hidden void" in out

@@ -16,3 +16,8 @@ def test_readme_python_example_runs():
     assert namespace["flux"].shape == (3,)
     assert namespace["grad"].shape == (3,)
     assert float(namespace["phi"]) > 0 and float(namespace["dphi"]) < 0  # less flux behind more rock
+    mu, mu_bmc = namespace["mu"], namespace["mu_bmc"]
+    assert mu.shape == mu_bmc.shape == (3, 24)
+    # 1000 particles per bin: the BMC counts agree with the quadrature to a few per cent
+    assert abs(float(mu_bmc.sum() / mu.sum()) - 1) < 0.02
+    assert namespace["counts"].shape == (3, 24)

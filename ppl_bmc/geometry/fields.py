@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl_bmc import _checks
-from ppl_bmc.geometry.rays import integrate_pieces, plane_crossings
+from ppl_bmc.geometry.rays import grid_crossings_near, integrate_pieces, plane_crossings
 
 __all__ = ["Field", "VoxelGrid", "Layers", "GaussianBlobs", "HeightMap", "Composite", "Mixture"]
 
@@ -77,14 +77,20 @@ class Field:
         position = jnp.asarray(position)
         return jnp.where(self.inside(position), self.value(position, params), 0.0)
 
-    def breakpoints(self, p, d, t0, t1, params):
-        """Distances along ``p + t·d`` where the density may jump (1-D array, static length)."""
+    def breakpoints(self, p, d, t0, t1, params, max_span=None):
+        """Distances along ``p + t·d`` where the density may jump (1-D array, static length).
+
+        ``max_span`` (static, m): an upper bound of ``t1 − t0`` that lets grids return only the
+        planes within reach (fewer breakpoints to sort in short BMC steps)."""
         return plane_crossings(p, d, tuple(np.array([lo, hi]) for lo, hi in zip(self.lower, self.upper)), t1)
 
-    def integrate(self, p, d, t0, t1, params):
-        """Opacity ∫ρ dl (kg/m²) of the segment ``p + t·d``, ``t ∈ [t0, t1]`` (m); one ray."""
+    def integrate(self, p, d, t0, t1, params, max_span=None):
+        """Opacity ∫ρ dl (kg/m²) of the segment ``p + t·d``, ``t ∈ [t0, t1]`` (m); one ray.
+
+        ``max_span``: optional static bound of ``t1 − t0`` (m), see :meth:`breakpoints`."""
         at = lambda t: self.density(p + t[..., None] * d, params)
-        return integrate_pieces(at, self.breakpoints(p, d, t0, t1, params), t0, t1, self.n_nodes, self.n_sub)
+        breaks = self.breakpoints(p, d, t0, t1, params, max_span)
+        return integrate_pieces(at, breaks, t0, t1, self.n_nodes, self.n_sub)
 
     def check_params(self, params, name: str = "params"):
         """Validate and convert ``params`` (shapes; concrete values non-negative); returns them."""
@@ -181,9 +187,11 @@ class VoxelGrid(Field):
             out = out + w * v[tuple(reversed(idx))]
         return out
 
-    def breakpoints(self, p, d, t0, t1, params):
+    def breakpoints(self, p, d, t0, t1, params, max_span=None):
         if self.smooth:
             planes = tuple(np.concatenate([[l, u], self.centres(a)]) for a, (l, u) in enumerate(zip(self.lower, self.upper)))
+        elif max_span is not None:
+            return grid_crossings_near(p, d, t0, self.lower, self.voxel_size, self.counts, max_span, t1)
         else:
             planes = tuple(self.edges(a) for a in range(self.ndim))
         return plane_crossings(p, d, planes, t1)
@@ -223,7 +231,7 @@ class Layers(Field):
         inner = jnp.asarray(self.z_edges[1:-1], position.dtype)
         return rho[jnp.searchsorted(inner, position[..., -1], side="right")]
 
-    def breakpoints(self, p, d, t0, t1, params):
+    def breakpoints(self, p, d, t0, t1, params, max_span=None):
         planes = [np.array([l, u]) for l, u in zip(self.lower[:-1], self.upper[:-1])] + [self.z_edges]
         return plane_crossings(p, d, tuple(planes), t1)
 
@@ -430,11 +438,11 @@ class HeightMap(Field):
         r2 = jnp.where(quad & real, r2, t1)
         return jnp.concatenate([r1, r2])
 
-    def breakpoints(self, p, d, t0, t1, params):
+    def breakpoints(self, p, d, t0, t1, params, max_span=None):
         base = jnp.concatenate([super().breakpoints(p, d, t0, t1, params), plane_crossings(p, d, self.knots, t1)])
         out = [base, self._surface_crossings(p, d, t0, t1, base)]
         if self.fill is not None:
-            out.append(self.fill.breakpoints(p, d, t0, t1, params))
+            out.append(self.fill.breakpoints(p, d, t0, t1, params, max_span))
         return jnp.concatenate(out)
 
     def params_shape(self):
@@ -474,11 +482,11 @@ class Composite(Field):
     def value(self, position, params):
         return sum(f.density(position, q) for f, q in zip(self.parts, params))
 
-    def integrate(self, p, d, t0, t1, params):
-        return sum(f.integrate(p, d, t0, t1, q) for f, q in zip(self.parts, params))
+    def integrate(self, p, d, t0, t1, params, max_span=None):
+        return sum(f.integrate(p, d, t0, t1, q, max_span) for f, q in zip(self.parts, params))
 
-    def breakpoints(self, p, d, t0, t1, params):
-        return jnp.concatenate([f.breakpoints(p, d, t0, t1, q) for f, q in zip(self.parts, params)])
+    def breakpoints(self, p, d, t0, t1, params, max_span=None):
+        return jnp.concatenate([f.breakpoints(p, d, t0, t1, q, max_span) for f, q in zip(self.parts, params)])
 
     def params_shape(self):
         return tuple(f.params_shape() for f in self.parts)
@@ -518,8 +526,8 @@ class Mixture(Field):
     def value(self, position, params):
         return self.density_b + self.fraction.value(position, params) * (self.density_a - self.density_b)
 
-    def breakpoints(self, p, d, t0, t1, params):
-        return self.fraction.breakpoints(p, d, t0, t1, params)
+    def breakpoints(self, p, d, t0, t1, params, max_span=None):
+        return self.fraction.breakpoints(p, d, t0, t1, params, max_span)
 
     def params_shape(self):
         return self.fraction.params_shape()

@@ -9,8 +9,10 @@ Everything here is a pure function of one ray (``vmap`` for many) with static sh
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import jax.numpy as jnp
+import numpy as np
 
 #: Direction components smaller than this are treated as parallel to a face.
 _PARALLEL = 1e-12
@@ -57,6 +59,26 @@ def plane_crossings(p, d, edges, t_default):
     return jnp.concatenate(out) if out else jnp.zeros((0,), p.dtype)
 
 
+def grid_crossings_near(p, d, t0, lower, size, counts, max_span, t_default):
+    """Distances to the planes of a regular grid that ``p + t·d`` can cross for
+    ``t ∈ [t0, t0 + max_span]``: per axis the ``⌊max_span/size⌋ + 2`` planes ahead of the point
+    at ``t0`` (indices clipped to the grid, so extra candidates are harmless duplicates).
+
+    ``lower``, ``size``: (D,) m; ``counts``: cells per axis; ``max_span`` static (m).
+    """
+    out = []
+    for axis in range(len(counts)):
+        k = int(math.floor(max_span / size[axis])) + 2
+        c = (p[axis] + t0 * d[axis] - lower[axis]) / size[axis]
+        i0 = jnp.floor(c).astype(jnp.int32)
+        ahead = jnp.arange(k, dtype=jnp.int32)
+        j = jnp.clip(jnp.where(d[axis] >= 0, i0 + 1 + ahead, i0 - ahead), 0, counts[axis])
+        plane = lower[axis] + j.astype(p.dtype) * size[axis]
+        inv, parallel = _safe_inverse(d[axis])
+        out.append(jnp.where(parallel, t_default, (plane - p[axis]) * inv))
+    return jnp.concatenate(out)
+
+
 def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
     """∫_{t0}^{t1} ρ(t) dt for ρ smooth between ``breaks`` (a 1-D array of distances).
 
@@ -75,4 +97,4 @@ def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
     return jnp.sum(half[:, None] * jnp.asarray(w, t.dtype) * density_at(nodes))
 
 
-__all__ = ["box_interval", "plane_crossings", "integrate_pieces"]
+__all__ = ["box_interval", "grid_crossings_near", "integrate_pieces", "plane_crossings"]

@@ -67,7 +67,7 @@ class FieldKernel(Kernel):
 
     def _segment(self, pos, d, params):
         """Opacity (kg/m²) and length inside the box (m) of the step starting at ``pos``."""
-        x = self.field.integrate(pos, d, 0.0, self.step_m, params)
+        x = self.field.integrate(pos, d, 0.0, self.step_m, params, max_span=self.step_m)
         t_in, t_out = box_interval(pos, d, self.field.lower, self.field.upper)
         length = jnp.clip(t_out, 0.0, self.step_m) - jnp.clip(t_in, 0.0, self.step_m)
         return x, length

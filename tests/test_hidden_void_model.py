@@ -1,0 +1,66 @@
+"""models/hidden_void.py: synthetic data, MAP and NUTS find the void (issue 4 acceptance)."""
+
+import jax
+import numpy as np
+import pytest
+
+import hidden_void as hv
+from ppl_bmc import infer
+
+
+@pytest.fixture(scope="module")
+def data():
+    return hv.simulate({}, key=jax.random.key(0))
+
+
+def test_simulated_counts(data):
+    counts, truth = data[0]["counts"], data[1]
+    assert counts.shape == (3, 24) and counts.dtype.kind == "i" and np.all(counts >= 0)
+    # Poisson around the exact expectation: every bin within 6 sd
+    assert np.all(np.abs(counts - truth["expected"]) < 6 * np.sqrt(truth["expected"]))
+    # the void sits in one voxel of the 16 × 16 grid, whose true mean density is below the bulk
+    iz, ix = truth["void_voxel"]
+    assert truth["density_grid"][iz, ix] < 0.9 * hv.DEFAULTS["density"]
+
+
+def test_counts_reject_a_void_free_pyramid(data):
+    fit = hv.uniform_fit(data[0])
+    assert fit["significance_sigma"] > 5
+    assert fit["density"] == pytest.approx(hv.DEFAULTS["density"], rel=0.02)  # the void is 0.2% of the area
+
+
+def test_map_puts_the_void_within_one_voxel(data):
+    cfg = {"grid": 16}
+    model, kw = hv.build(cfg, data[0], key=jax.random.key(1))
+    fit = infer.fit_map(model, rng_key=jax.random.key(2), num_steps=1500, learning_rate=0.05, **kw)
+    found = hv.find_void(hv.map_log_density(fit, cfg), cfg)
+    dz, dx = np.subtract(found["voxel"], found["true_voxel"])
+    assert max(abs(dz), abs(dx)) <= 1, found
+
+
+def test_bad_counts_are_rejected(data):
+    with pytest.raises(ValueError, match="counts"):
+        hv.validate_data({"counts": -data[0]["counts"]})
+    with pytest.raises(ValueError, match="unknown hidden_void option 'grdi'"):
+        hv.build({"grdi": 3}, data[0], key=jax.random.key(0))
+
+
+@pytest.mark.slow
+def test_nuts_on_the_coarse_grid_covers_the_void(data):
+    import numpyro
+
+    numpyro.set_host_device_count(2)
+    cfg = {"grid": 16}
+    model, kw = hv.build(cfg, data[0], key=jax.random.key(1))
+    mcmc = infer.run_nuts(model, rng_key=jax.random.key(3), num_warmup=500, num_samples=1000, num_chains=2, **kw)
+    table = infer.summary(infer.to_inference_data(mcmc, log_likelihood=False), var_names=["log_density"])
+    assert table["r_hat"].max() <= 1.01
+    rho = np.exp(np.asarray(mcmc.get_samples()["log_density"]))
+    lo, hi = np.percentile(rho, [3.0, 97.0], axis=0)  # the 94% equal-tailed interval
+    truth = hv.voxel_truth(cfg)
+    occupied = np.argwhere(truth < 0.999 * hv.DEFAULTS["density"])
+    assert len(occupied) >= 1
+    for iz, ix in occupied:
+        assert lo[iz, ix] <= truth[iz, ix] <= hi[iz, ix], (iz, ix, truth[iz, ix], lo[iz, ix], hi[iz, ix])
+    found = hv.find_void(np.log(rho), cfg)
+    assert found["voxel"] == tuple(found["true_voxel"])
