@@ -6,7 +6,9 @@ with unknown ``node = (μx, μy, σ²)``; observed fluxes with Gaussian noise σ
 in (common random numbers), so the log-density NUTS sees is a deterministic, smooth function
 of ``node``.
 
-Run ``python models/paper_toy.py --help``; ``make demo`` runs it with the defaults.
+Run ``python models/paper_toy.py --help``; ``make demo`` runs it with the defaults.  The CLI
+protocol (``DEFAULTS``, ``simulate``, ``build``, ``OBSERVED``, ``VAR_NAMES``, ``validate_data``)
+lets ``ppl-bmc simulate/fit/summarize paper_toy`` drive it too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,22 @@ from ppl_bmc import infer, toy
 #: Observation noise of the paper: −500·Σ(obs − flux)² is a Normal log-likelihood with σ² = 1/1000.
 SIGMA_OBS = 1.0 / math.sqrt(1000.0)
 PRIORS = ("paper", "weak")
+
+#: Configuration keys of the ``ppl-bmc`` protocol and their defaults.
+DEFAULTS = {
+    "n_particles": 2_000,  # BMC particles per reading in the likelihood
+    "n_steps": 2,  # steps per particle
+    "prior": "paper",  # "paper" (node ~ N((0, 5, 10), I)) or "weak" (see model())
+    "sigma_obs": SIGMA_OBS,  # observation noise (flux units)
+    "thetas_over_pi": [0.0, 0.1, -0.08],  # reading angles / π (the paper's)
+    "truth": list(toy.PAPER_TRUTH),  # node the data are simulated at
+    "sim_particles": 400_000,  # particles per reading of the simulated data
+    "decimals": 3,  # the simulated fluxes are rounded as in the paper
+}
+#: Observed sites.
+OBSERVED = ("obs",)
+#: Sites of summary tables and trace plots (``node`` is deterministic under the weak prior).
+VAR_NAMES = ["node"]
 
 
 def model(
@@ -78,6 +96,57 @@ def simulate_observed(node=toy.PAPER_TRUTH, thetas=toy.PAPER_THETAS, *, key, n_p
     """Noise-free synthetic data as in the paper: the BMC flux at ``node``, rounded."""
     flux = toy.flux(jnp.asarray(node), thetas, key=key, n_particles=n_particles)
     return np.round(np.asarray(flux), decimals)
+
+
+def _config(config):
+    cfg = dict(DEFAULTS)
+    for key, value in (config or {}).items():
+        if key not in DEFAULTS:
+            raise ValueError(f"unknown paper_toy option {key!r}; valid: {', '.join(sorted(DEFAULTS))}")
+        cfg[key] = value
+    return cfg
+
+
+def simulate(config=None, *, key):
+    """Synthetic data as in the paper: the BMC flux at ``config["truth"]`` with
+    ``sim_particles`` particles per reading, rounded to ``decimals``.
+
+    Returns ``(data, truth)``: ``data = {"obs": (R,), "thetas": (R,) radians}``,
+    ``truth = {"node": (3,)}``.
+    """
+    cfg = _config(config)
+    thetas = np.asarray(cfg["thetas_over_pi"], dtype=float) * math.pi
+    obs = simulate_observed(cfg["truth"], thetas, key=key, n_particles=int(cfg["sim_particles"]),
+                            decimals=int(cfg["decimals"]))
+    return {"obs": np.asarray(obs, dtype=np.float64), "thetas": thetas}, {"node": np.asarray(cfg["truth"], dtype=float)}
+
+
+def validate_data(data):
+    """``obs`` must be a 1-D array of finite fluxes >= 0, one per reading angle."""
+    obs = np.asarray(data["obs"])
+    if obs.ndim != 1 or obs.size == 0:
+        raise ValueError(f"obs must be a 1-D array of fluxes, got shape {obs.shape}")
+    if not np.all(np.isfinite(obs)) or np.any(obs < 0):
+        raise ValueError(f"obs must be finite fluxes >= 0, got {obs}")
+    if "thetas" in data and np.shape(data["thetas"]) != obs.shape:
+        raise ValueError(f"thetas {np.shape(data['thetas'])} and obs {obs.shape} must have the same shape")
+
+
+def build(config, data, *, key):
+    """The NumPyro model and its keyword arguments, ``obs`` conditioned on ``data["obs"]``.
+
+    The reading angles are ``data["thetas"]`` (radians) if present, else
+    ``config["thetas_over_pi"]``·π.  ``key`` is the likelihood's fixed key.
+    """
+    cfg = _config(config)
+    if cfg["prior"] not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {cfg['prior']!r}")
+    thetas = data.get("thetas") if data is not None else None
+    thetas = np.asarray(cfg["thetas_over_pi"], dtype=float) * math.pi if thetas is None else np.asarray(thetas)
+    observed = None if data is None else jnp.asarray(data["obs"])
+    kwargs = dict(thetas=jnp.asarray(thetas), observed=observed, sim_key=key, n_particles=int(cfg["n_particles"]),
+                  n_steps=int(cfg["n_steps"]), prior=cfg["prior"], sigma_obs=float(cfg["sigma_obs"]))
+    return model, kwargs
 
 
 def reproduce_fig2(

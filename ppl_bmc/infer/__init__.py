@@ -1,55 +1,84 @@
-"""Inference runners and ArviZ outputs: MAP (SVI), NUTS/HMC, InferenceData, files."""
+"""Inference runners, ArviZ outputs and diagnostics.
+
+Runners: :func:`fit_map` (SVI + AutoDelta), :func:`laplace` (Gaussian at the mode, Hessian by
+reverse-over-reverse AD), :func:`run_nuts` / :func:`run_hmc` (``numpyro.infer.MCMC``),
+:func:`run_mcmc` (NUTS/HMC in checkpointed, resumable blocks).
+Outputs: :func:`to_inference_data` (posterior, sample_stats, observed_data,
+posterior_predictive, log_likelihood), :func:`to_netcdf` / :func:`from_netcdf`,
+:func:`summary`, :func:`plot_trace`, :func:`plot_rank`, :func:`write_results`.
+Vectorised passes: :func:`posterior_predictive`, :func:`log_likelihood`.
+Diagnostics: :func:`diagnostics` (r̂, ESS, divergences, BFMI, tree depth) and
+:func:`mc_noise` (the simulated likelihood's Monte-Carlo noise).
+"""
 
 from __future__ import annotations
 
-import os
-
-
-from ppl_bmc._io import atomic_write
 from ppl_bmc.infer import _arviz
-from ppl_bmc.infer._arviz import SUMMARY_COLUMNS, from_netcdf, group, groups, plot_trace, summary, to_netcdf
+from ppl_bmc.infer._arviz import (
+    SUMMARY_COLUMNS,
+    from_netcdf,
+    group,
+    groups,
+    plot_rank,
+    plot_trace,
+    summary,
+    to_netcdf,
+)
+from ppl_bmc.infer.diagnostics import (
+    Diagnostics,
+    DiagnosticWarning,
+    MCNoise,
+    MCNoiseWarning,
+    bfmi,
+    diagnostics,
+    mc_noise,
+)
+from ppl_bmc.infer.laplace import LaplaceResult, laplace
 from ppl_bmc.infer.map import MapResult, fit_map
-from ppl_bmc.infer.mcmc import default_chain_method, run_nuts
-
-
-def to_inference_data(mcmc, **kwargs):
-    """ArviZ data (``InferenceData`` on ArviZ 0.23, ``DataTree`` on 1.x) from a finished MCMC,
-    with the groups posterior, sample_stats and observed_data (and log_likelihood)."""
-    return _arviz.from_numpyro(mcmc, **kwargs)
-
-
-def write_results(data, folder, *, var_names=None, ci_prob: float = 0.94):
-    """Write ``posterior.nc``, ``summary.csv`` and ``trace.png`` to ``folder`` (each atomically).
-
-    Returns the summary ``DataFrame`` (columns :data:`SUMMARY_COLUMNS`).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(folder, exist_ok=True)
-    to_netcdf(data, os.path.join(folder, "posterior.nc"))
-    table = summary(data, var_names=var_names, ci_prob=ci_prob)
-    atomic_write(os.path.join(folder, "summary.csv"), lambda tmp: table.to_csv(tmp))
-    fig = plot_trace(data, var_names=var_names)
-    atomic_write(os.path.join(folder, "trace.png"), lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    plt.close("all")
-    return table
-
+from ppl_bmc.infer.mcmc import (
+    Checkpoint,
+    McmcResult,
+    default_chain_method,
+    make_kernel,
+    run_hmc,
+    run_mcmc,
+    run_nuts,
+)
+from ppl_bmc.infer.predictive import log_likelihood, map_draws, posterior_predictive, total_log_likelihood
+from ppl_bmc.infer.results import inference_data, to_inference_data, write_results
 
 __all__ = [
+    "Checkpoint",
+    "DiagnosticWarning",
+    "Diagnostics",
+    "LaplaceResult",
+    "MCNoise",
+    "MCNoiseWarning",
     "MapResult",
+    "McmcResult",
     "SUMMARY_COLUMNS",
+    "bfmi",
     "default_chain_method",
+    "diagnostics",
     "fit_map",
     "from_netcdf",
     "group",
     "groups",
+    "inference_data",
+    "laplace",
+    "log_likelihood",
+    "make_kernel",
+    "map_draws",
+    "mc_noise",
+    "plot_rank",
     "plot_trace",
+    "posterior_predictive",
+    "run_hmc",
+    "run_mcmc",
     "run_nuts",
     "summary",
     "to_inference_data",
     "to_netcdf",
+    "total_log_likelihood",
     "write_results",
 ]

@@ -6,7 +6,11 @@ ArviZ 0.23 (Python 3.11) returns ``InferenceData``; ArviZ 1.x (Python ≥ 3.12) 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+
+import numpy as np
 
 # NumPyro must be imported before ArviZ: arviz_base binds ``numpyro`` lazily at import time,
 # and if that lazy module is the first import of NumPyro, ``numpyro.infer.initialization`` is
@@ -31,6 +35,19 @@ def from_numpyro(mcmc, **kwargs):
     return az.from_numpyro(mcmc, **kwargs)
 
 
+def from_datasets(datasets: dict, *, attrs: dict | None = None):
+    """ArviZ object from ``xarray.Dataset`` groups (``{"posterior": ds, ...}``); ``attrs`` go on
+    every group (netCDF-compatible values: str, int, float)."""
+    datasets = {name: ds.assign_attrs(**(attrs or {})) for name, ds in datasets.items()}
+    if ARVIZ_MAJOR >= 1:
+        import xarray as xr
+
+        return xr.DataTree.from_dict({f"/{name}": ds for name, ds in datasets.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # group-name warnings of InferenceData
+        return az.InferenceData(**datasets)
+
+
 def groups(data) -> list[str]:
     """Names of the groups present (``posterior``, ``sample_stats``, …)."""
     if ARVIZ_MAJOR >= 1:
@@ -46,7 +63,14 @@ def group(data, name: str):
 
 
 def summary(data, *, var_names=None, ci_prob: float = 0.94):
-    """``pandas.DataFrame`` with the columns :data:`SUMMARY_COLUMNS` (equal-tailed interval)."""
+    """``pandas.DataFrame`` with the columns :data:`SUMMARY_COLUMNS` (equal-tailed interval).
+
+    A posterior of a single draw (a MAP point) gets ``sd`` 0, the point as its interval and NaN
+    ESS and r̂.
+    """
+    post = group(data, "posterior")
+    if post.sizes["chain"] * post.sizes["draw"] < 4:
+        return _point_summary(post, var_names)
     if ARVIZ_MAJOR >= 1:
         table = az.summary(data, var_names=var_names, ci_prob=ci_prob, ci_kind="eti", round_to="none")
         pct = f"{ci_prob * 100:g}"
@@ -68,13 +92,52 @@ def summary(data, *, var_names=None, ci_prob: float = 0.94):
     return table[list(SUMMARY_COLUMNS)].astype(float)
 
 
+def _point_summary(post, var_names):
+    import pandas as pd
+
+    rows, index = [], []
+    for name in var_names or list(post.data_vars):
+        values = np.asarray(post[name].values)
+        flat = values.reshape(values.shape[:2] + (-1,))
+        for j in range(flat.shape[-1]):
+            idx = np.unravel_index(j, values.shape[2:]) if values.ndim > 2 else ()
+            index.append(name + (f"[{', '.join(str(int(i)) for i in idx)}]" if idx else ""))
+            x = flat[..., j].ravel()
+            rows.append((x.mean(), x.std(), x.min(), x.max(), np.nan, np.nan, np.nan))
+    return pd.DataFrame(rows, index=index, columns=list(SUMMARY_COLUMNS)).astype(float)
+
+
+@contextlib.contextmanager
+def _quiet_plots():
+    """Silence the plotting noise of ArviZ 0.23 on matplotlib ≥ 3.11 and of one-draw posteriors."""
+    import matplotlib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+        warnings.filterwarnings("ignore", message="Your data appears to have a single value")
+        warnings.filterwarnings("ignore", message="Attempting to set identical low and high xlims")
+        yield
+
+
 def plot_trace(data, *, var_names=None):
     """Trace plot; returns the matplotlib ``Figure``."""
-    if ARVIZ_MAJOR >= 1:
-        plot = az.plot_trace_dist(data, var_names=var_names, backend="matplotlib")
-        return plot.viz["figure"].item()
-    axes = az.plot_trace(data, var_names=var_names)
-    return axes.ravel()[0].figure
+    with _quiet_plots():
+        if ARVIZ_MAJOR >= 1:
+            plot = az.plot_trace_dist(data, var_names=var_names, backend="matplotlib")
+            return plot.viz["figure"].item()
+        axes = az.plot_trace(data, var_names=var_names)
+        return np.ravel(axes)[0].figure
+
+
+def plot_rank(data, *, var_names=None):
+    """Rank plot (ECDF-difference ranks on ArviZ 1.x, rank histograms on 0.23; needs ≥ 2
+    chains on 1.x); returns the matplotlib ``Figure``."""
+    with _quiet_plots():
+        if ARVIZ_MAJOR >= 1:
+            plot = az.plot_rank(data, var_names=var_names, backend="matplotlib")
+            return plot.viz["figure"].item()
+        axes = az.plot_rank(data, var_names=var_names)
+        return np.ravel(axes)[0].figure
 
 
 def to_netcdf(data, path) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import optax
@@ -25,11 +25,15 @@ class MapResult:
     converged : bool
         Whether the mean loss over the last 10% of steps changed by less than ``rtol``
         (relative) from the 10% before.
+    model, model_kwargs :
+        The model and its keyword arguments (for :func:`ppl_bmc.infer.to_inference_data`).
     """
 
     params: dict
     losses: np.ndarray
     converged: bool
+    model: object = field(default=None, repr=False)
+    model_kwargs: dict | None = field(default=None, repr=False)
 
 
 def fit_map(
@@ -46,7 +50,9 @@ def fit_map(
     """MAP estimate of ``model(**model_kwargs)`` by SVI with ``AutoDelta`` and Adam (optax).
 
     ``rng_key`` seeds the SVI state only; the likelihood's own key (common random numbers)
-    is part of ``model_kwargs``.
+    is part of ``model_kwargs``.  ``num_steps`` ≥ 10 Adam steps of size ``learning_rate`` > 0
+    (in the unconstrained space); ``progress_bar`` shows NumPyro's SVI bar (tqdm).  The
+    convergence test is reported in :attr:`MapResult.converged`, not enforced.
     """
     rng_key = _checks.prng_key(rng_key, "rng_key")
     num_steps = _checks.positive_int(num_steps, "num_steps", minimum=10)
@@ -61,7 +67,7 @@ def fit_map(
     converged = bool(np.isfinite(last) and abs(last - before) <= rtol * max(abs(last), 1.0))
     median = guide.median(result.params)
     params = {name: np.asarray(value) for name, value in median.items()}
-    return MapResult(params=params, losses=losses, converged=converged)
+    return MapResult(params=params, losses=losses, converged=converged, model=model, model_kwargs=dict(model_kwargs))
 
 
 __all__ = ["fit_map", "MapResult"]

@@ -1,19 +1,51 @@
-"""NUTS/HMC runners around ``numpyro.infer.MCMC``."""
+"""NUTS/HMC runners: ``numpyro.infer.MCMC`` wrappers, and a block-wise sampler that can be
+checkpointed and resumed.
+
+:func:`run_nuts` / :func:`run_hmc` return a finished ``numpyro.infer.MCMC`` (all draws in one
+compiled call).  :func:`run_mcmc` runs the same kernels in *blocks* of iterations: the block is
+one compiled ``lax.scan`` of ``kernel.sample`` (compiled once, reused for every block), the
+sampler's full state comes back to the host after each block, and a ``checkpoint`` callback
+receives a :class:`Checkpoint` that :func:`run_mcmc` can later ``resume`` from.  Warmup
+adaptation is driven by the state's iteration counter, so a block may straddle the end of warmup
+and a resumed run continues the adaptation exactly where it stopped.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
 import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
 from numpyro.infer import HMC, MCMC, NUTS, init_to_median
 
 from ppl_bmc import _checks
+from ppl_bmc._io import atomic_write
 
 #: Extra per-draw fields kept for diagnostics (divergences, energy for BFMI, tree depth).
 EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy")
 
+#: Kernels known to :func:`make_kernel`.
+KERNELS = ("nuts", "hmc")
+
+#: Chain methods (see :func:`default_chain_method`).
+CHAIN_METHODS = ("parallel", "vectorized", "sequential")
+
 
 def default_chain_method(num_chains: int) -> str:
     """``parallel`` when there are enough devices (host devices on CPU), ``vectorized`` on one
-    accelerator, ``sequential`` otherwise."""
+    accelerator, ``sequential`` otherwise.
+
+    On CPU, ``numpyro.set_host_device_count(n)`` must run before JAX starts for ``parallel`` to
+    be possible (the ``ppl-bmc`` command does this).
+    """
     if num_chains <= 1:
         return "sequential"
     if jax.local_device_count() >= num_chains:
@@ -21,6 +53,57 @@ def default_chain_method(num_chains: int) -> str:
     if jax.default_backend() != "cpu":
         return "vectorized"
     return "sequential"
+
+
+def make_kernel(
+    model,
+    *,
+    kernel: str = "nuts",
+    dense_mass: bool = False,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    num_steps: int | None = None,
+    trajectory_length: float | None = None,
+    init_strategy=init_to_median,
+):
+    """A NumPyro ``NUTS`` or ``HMC`` kernel for ``model``.
+
+    Parameters
+    ----------
+    kernel : {"nuts", "hmc"}
+    dense_mass : bool
+        Dense (full covariance) mass matrix instead of a diagonal one, adapted during warmup.
+    target_accept_prob : float in (0, 1)
+        Step-size adaptation target.
+    max_tree_depth : int ≥ 1
+        NUTS only: at most ``2**max_tree_depth - 1`` leapfrog steps per draw.
+    num_steps, trajectory_length :
+        HMC only: a fixed number of leapfrog steps, or the trajectory length (in the
+        unconstrained parameter space; default 2π) from which it follows.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if not 0.0 < target_accept_prob < 1.0:
+        raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+    common = dict(dense_mass=bool(dense_mass), target_accept_prob=float(target_accept_prob), init_strategy=init_strategy)
+    if kernel == "nuts":
+        max_tree_depth = _checks.positive_int(max_tree_depth, "max_tree_depth")
+        return NUTS(model, max_tree_depth=max_tree_depth, **common)
+    if num_steps is not None:
+        num_steps = _checks.positive_int(num_steps, "num_steps")
+    if trajectory_length is not None and not trajectory_length > 0:
+        raise ValueError(f"trajectory_length must be > 0, got {trajectory_length}")
+    if num_steps is not None and trajectory_length is not None:
+        raise ValueError("give num_steps or trajectory_length for HMC, not both")
+    # numpyro adapts the step size only when one of the two is None (trajectory length 2π by default)
+    kw = {"trajectory_length": None} if num_steps is not None else {} if trajectory_length is None else {
+        "trajectory_length": float(trajectory_length)}
+    return HMC(model, num_steps=num_steps, **kw, **common)
+
+
+def _check_sizes(num_warmup, num_samples, num_chains):
+    for name, value, minimum in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1), ("num_chains", num_chains, 1)):
+        _checks.positive_int(value, name, minimum=minimum)
 
 
 def run_nuts(
@@ -41,19 +124,13 @@ def run_nuts(
     """Run NUTS (or HMC with ``kernel="hmc"``) on a NumPyro ``model(**model_kwargs)``.
 
     Returns the finished ``numpyro.infer.MCMC`` with :data:`EXTRA_FIELDS` collected; turn it
-    into ArviZ data with :func:`ppl_bmc.infer.to_inference_data`.
+    into ArviZ data with :func:`ppl_bmc.infer.to_inference_data`.  ``chain_method`` defaults to
+    :func:`default_chain_method`.  For runs that must survive interruption use :func:`run_mcmc`.
     """
     rng_key = _checks.prng_key(rng_key, "rng_key")
-    for name, value, minimum in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1), ("num_chains", num_chains, 1)):
-        _checks.positive_int(value, name, minimum=minimum)
-    if not 0.0 < target_accept_prob < 1.0:
-        raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
-    if kernel == "nuts":
-        sampler = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept_prob, init_strategy=init_strategy)
-    elif kernel == "hmc":
-        sampler = HMC(model, dense_mass=dense_mass, target_accept_prob=target_accept_prob, init_strategy=init_strategy)
-    else:
-        raise ValueError(f"kernel must be 'nuts' or 'hmc', got {kernel!r}")
+    _check_sizes(num_warmup, num_samples, num_chains)
+    sampler = make_kernel(model, kernel=kernel, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+                          init_strategy=init_strategy)
     mcmc = MCMC(
         sampler,
         num_warmup=num_warmup,
@@ -66,4 +143,395 @@ def run_nuts(
     return mcmc
 
 
-__all__ = ["run_nuts", "default_chain_method", "EXTRA_FIELDS"]
+def run_hmc(
+    model,
+    *,
+    rng_key,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 2,
+    chain_method: str | None = None,
+    dense_mass: bool = False,
+    target_accept_prob: float = 0.8,
+    num_steps: int | None = None,
+    trajectory_length: float | None = None,
+    init_strategy=init_to_median,
+    progress_bar: bool = False,
+    **model_kwargs,
+) -> MCMC:
+    """Static-trajectory HMC on ``model(**model_kwargs)`` (step size and mass matrix adapted in
+    warmup; ``num_steps`` leapfrog steps per draw, or ``trajectory_length`` / step size).
+
+    Same return value and options as :func:`run_nuts`.
+    """
+    rng_key = _checks.prng_key(rng_key, "rng_key")
+    _check_sizes(num_warmup, num_samples, num_chains)
+    sampler = make_kernel(model, kernel="hmc", dense_mass=dense_mass, target_accept_prob=target_accept_prob,
+                          num_steps=num_steps, trajectory_length=trajectory_length, init_strategy=init_strategy)
+    mcmc = MCMC(sampler, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method=chain_method or default_chain_method(num_chains), progress_bar=progress_bar)
+    mcmc.run(rng_key, extra_fields=EXTRA_FIELDS, **model_kwargs)
+    return mcmc
+
+
+# --------------------------------------------------------------------------- block sampler
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A typed PRNG key array stored as its raw data (picklable without JAX internals)."""
+
+    data: np.ndarray
+    impl: str
+
+
+def _to_host(tree):
+    def leaf(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return _Key(np.asarray(jax.random.key_data(x)), str(jax.random.key_impl(x)))
+        return np.asarray(x)
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
+def _to_device(tree):
+    def leaf(x):
+        if isinstance(x, _Key):
+            return jax.random.wrap_key_data(jnp.asarray(x.data), impl=x.impl)
+        return jnp.asarray(x)
+
+    return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda x: isinstance(x, _Key))
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue a :func:`run_mcmc` run.
+
+    Attributes
+    ----------
+    state : pytree of numpy arrays
+        The sampler's state after the last completed block, one leading ``chain`` axis
+        (PRNG keys stored as raw key data).
+    z : dict[str, numpy.ndarray (num_chains, n, ...)]
+        Post-warmup draws so far in the *unconstrained* space, ``n ≥ 0``.
+    stats : dict[str, numpy.ndarray (num_chains, n)]
+        The per-draw sampler fields of :data:`STAT_FIELDS` for the same draws.
+    iteration : int
+        Iterations done per chain, warmup included.
+    num_warmup, num_samples, num_chains, block_size : int
+        The run's sizes (``num_samples``: requested post-warmup draws per chain).
+    settings : dict
+        Kernel settings (kernel, dense_mass, target_accept_prob, max_tree_depth, num_steps,
+        trajectory_length, chain_method); a resumed run must use the same ones.
+    meta : dict
+        Free-form data of the caller (the ``ppl-bmc`` command stores its configuration here).
+    """
+
+    state: Any
+    z: dict
+    stats: dict
+    iteration: int
+    num_warmup: int
+    num_samples: int
+    num_chains: int
+    block_size: int
+    settings: dict
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_draws(self) -> int:
+        """Post-warmup draws per chain saved so far."""
+        return max(self.iteration - self.num_warmup, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.num_draws >= self.num_samples
+
+    def save(self, path) -> str:
+        """Write the checkpoint atomically (pickle; read it back with :meth:`load`)."""
+
+        def write(tmp):
+            with open(tmp, "wb") as fh:
+                pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+        return atomic_write(path, write)
+
+    @staticmethod
+    def load(path) -> "Checkpoint":
+        """Read a checkpoint written by :meth:`save` (a pickle: load only your own files)."""
+        with open(os.fspath(path), "rb") as fh:
+            ckpt = pickle.load(fh)
+        if not isinstance(ckpt, Checkpoint):
+            raise ValueError(f"{path} does not hold a ppl_bmc checkpoint")
+        return ckpt
+
+
+#: Per-draw sampler fields collected by :func:`run_mcmc` (``step_size`` is the adapted one).
+STAT_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "step_size")
+
+
+@dataclass
+class McmcResult:
+    """Draws of :func:`run_mcmc`.
+
+    Attributes
+    ----------
+    samples : dict[str, numpy.ndarray (num_chains, num_samples, ...)]
+        Latent sites in their constrained space and the model's deterministic sites.
+    stats : dict[str, numpy.ndarray (num_chains, num_samples)]
+        :data:`STAT_FIELDS` per draw.
+    z : dict[str, numpy.ndarray (num_chains, num_samples, ...)]
+        The latent sites in the unconstrained space the sampler moves in.
+    checkpoint : Checkpoint
+        The final state (resume it with a larger ``num_samples`` to draw more).
+    kernel : str
+        ``"nuts"`` or ``"hmc"``.
+    max_tree_depth : int
+        NUTS's limit (for the tree-depth diagnostic).
+    chain_method : str
+    elapsed : float
+        Wall time of this call in seconds (compilation included).
+    model, model_kwargs :
+        The model and its keyword arguments (for :func:`ppl_bmc.infer.to_inference_data`).
+    """
+
+    samples: dict
+    stats: dict
+    z: dict
+    checkpoint: Checkpoint
+    kernel: str
+    max_tree_depth: int
+    chain_method: str
+    elapsed: float
+    model: Any = field(default=None, repr=False)
+    model_kwargs: dict | None = field(default=None, repr=False)
+
+    @property
+    def num_chains(self) -> int:
+        return self.checkpoint.num_chains
+
+    @property
+    def num_samples(self) -> int:
+        return self.checkpoint.num_samples
+
+
+def _collect(state):
+    return {
+        "z": state.z,
+        "diverging": state.diverging,
+        "energy": state.energy,
+        "num_steps": state.num_steps,
+        "accept_prob": state.accept_prob,
+        "potential_energy": state.potential_energy,
+        "step_size": state.adapt_state.step_size,
+    }
+
+
+def _block_runner(sampler, model_kwargs, block_size, chain_method, num_chains):
+    """``run(state (C, ...)) -> (state, collected (C, block_size, ...))``, compiled once.
+
+    The sampler was initialised with a batch of keys, so ``sampler.sample`` is vectorised over a
+    leading chain axis: ``vectorized`` runs all chains in one call, ``sequential`` one chain
+    (a batch of one) after the other, ``parallel`` one batch of one per device (``pmap``).
+    """
+
+    def batched(state):
+        def body(s, _):
+            s = sampler.sample(s, (), model_kwargs)
+            return s, _collect(s)
+
+        state, out = lax.scan(body, state, None, length=block_size)
+        return state, jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), out)
+
+    if chain_method == "vectorized":
+        return jax.jit(batched)
+    if chain_method == "parallel":
+        per_device = jax.pmap(batched)
+
+        def parallel(state):
+            state, out = per_device(jax.tree_util.tree_map(lambda x: x[:, None], state))
+            return jax.tree_util.tree_map(lambda x: x[:, 0], (state, out))
+
+        return parallel
+    single = jax.jit(batched)
+
+    def sequential(state):
+        outs = [single(jax.tree_util.tree_map(lambda x: x[c : c + 1], state)) for c in range(num_chains)]
+        return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
+
+    return sequential
+
+
+def _init_states(sampler, keys, num_warmup, model_kwargs):
+    """Initial states of all chains, ``(C, ...)``; leaves ``sampler.sample`` vectorised over chains.
+
+    Compiled (as NumPyro does for parallel chains): faster than NumPyro's eager initialisation.
+    """
+    try:
+        return jax.jit(lambda k: sampler.init(k, num_warmup, None, (), model_kwargs))(keys)
+    except RuntimeError as err:  # "Cannot find valid initial parameters": bad data or prior
+        raise ValueError(f"no valid initial point for the chains: {str(err).splitlines()[0]}") from None
+
+
+def _progress(enabled, total, desc):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with numpyro
+        return None
+    return tqdm(total=total, desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True)
+
+
+def run_mcmc(
+    model,
+    *,
+    rng_key=None,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 2,
+    chain_method: str | None = None,
+    kernel: str = "nuts",
+    dense_mass: bool = False,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+    num_steps: int | None = None,
+    trajectory_length: float | None = None,
+    init_strategy=init_to_median,
+    block_size: int | None = None,
+    checkpoint: Callable[[Checkpoint], None] | None = None,
+    resume: Checkpoint | None = None,
+    progress_bar: bool = False,
+    meta: dict | None = None,
+    **model_kwargs,
+) -> McmcResult:
+    """NUTS or HMC on ``model(**model_kwargs)`` in blocks of ``block_size`` iterations.
+
+    Each block is one compiled call (compiled once for the run); after each block the sampler's
+    state and the draws so far go to ``checkpoint(Checkpoint)`` if given.  ``resume=`` continues a
+    :class:`Checkpoint` (the same model and kernel settings; ``num_samples`` may differ: the run
+    ends when there are ``num_samples`` post-warmup draws per chain).  An interrupted run
+    (``KeyboardInterrupt`` between or inside blocks) loses at most the block in progress.
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key
+        Seeds the chains' initial points and the sampler (not the likelihood: its key is part of
+        ``model_kwargs``).  Not needed with ``resume``.
+    num_warmup : int ≥ 0, num_samples : int ≥ 1, num_chains : int ≥ 1
+        Iterations per chain.
+    chain_method : {"parallel", "vectorized", "sequential"} or None
+        ``None``: :func:`default_chain_method`.
+    kernel, dense_mass, target_accept_prob, max_tree_depth, num_steps, trajectory_length :
+        See :func:`make_kernel`.
+    block_size : int ≥ 1 or None
+        Iterations per block; default ``ceil((num_warmup + num_samples) / 20)``.  The last block
+        may run past ``num_samples``; the extra draws are kept in the checkpoint, not returned.
+    progress_bar : bool
+        A ``tqdm`` bar on stderr, advanced per block.
+    meta : dict
+        Stored in the checkpoints as :attr:`Checkpoint.meta`.
+
+    Returns
+    -------
+    McmcResult
+    """
+    _check_sizes(num_warmup, num_samples, num_chains)
+    settings = dict(kernel=kernel, dense_mass=bool(dense_mass), target_accept_prob=float(target_accept_prob),
+                    max_tree_depth=int(max_tree_depth), num_steps=num_steps, trajectory_length=trajectory_length)
+    if resume is not None:
+        saved = {k: resume.settings.get(k) for k in settings}
+        bad = [k for k in settings if saved[k] != settings[k]]
+        if bad:
+            raise ValueError(f"resume: kernel settings differ from the checkpoint's: "
+                             + ", ".join(f"{k}={settings[k]!r} (saved {saved[k]!r})" for k in bad))
+        if resume.num_chains != num_chains or resume.num_warmup != num_warmup:
+            raise ValueError(f"resume: num_chains/num_warmup must be the checkpoint's ({resume.num_chains}, "
+                             f"{resume.num_warmup}), got ({num_chains}, {num_warmup})")
+        block_size = resume.block_size  # the chain method may change: the state is per chain either way
+    elif rng_key is None:
+        raise ValueError("rng_key must be a JAX PRNG key, e.g. jax.random.key(0), got None")
+    if block_size is None:
+        block_size = max(1, math.ceil((num_warmup + num_samples) / 20))
+    block_size = _checks.positive_int(block_size, "block_size")
+    chain_method = chain_method or default_chain_method(num_chains)
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+    if chain_method == "parallel" and jax.local_device_count() < num_chains:
+        raise ValueError(f"chain_method='parallel' needs num_chains ({num_chains}) <= devices "
+                         f"({jax.local_device_count()}); on CPU call numpyro.set_host_device_count first")
+    settings["chain_method"] = chain_method
+
+    t0 = time.perf_counter()
+    sampler = make_kernel(model, init_strategy=init_strategy, **{k: v for k, v in settings.items() if k != "chain_method"})
+    if resume is None:
+        rng_key = _checks.prng_key(rng_key, "rng_key")
+        state = _init_states(sampler, jax.random.split(rng_key, num_chains), num_warmup, model_kwargs)
+        ckpt = Checkpoint(state=_to_host(state), z={}, stats={}, iteration=0, num_warmup=num_warmup,
+                          num_samples=num_samples, num_chains=num_chains, block_size=block_size,
+                          settings=dict(settings), meta=dict(meta or {}))
+    else:
+        # kernel.init builds the sampler's transition function (its adaptation schedule follows
+        # num_warmup); the state it returns is replaced by the saved one.
+        _init_states(sampler, _to_device(resume.state).rng_key, num_warmup, model_kwargs)
+        state = _to_device(resume.state)
+        ckpt = Checkpoint(state=resume.state, z=dict(resume.z), stats=dict(resume.stats), iteration=resume.iteration,
+                          num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                          block_size=block_size, settings=dict(settings), meta=dict(meta or resume.meta))
+
+    run_block = _block_runner(sampler, model_kwargs, block_size, chain_method, num_chains)
+    total = num_warmup + num_samples
+    bar = _progress(progress_bar, total, f"{kernel} ({num_chains} chains)")
+    if bar is not None:
+        bar.update(min(ckpt.iteration, total))
+    try:
+        while ckpt.iteration < total:
+            state, out = run_block(state)
+            out = jax.device_get(out)
+            start = ckpt.iteration
+            keep = max(0, start + block_size - max(num_warmup, start))  # post-warmup iterations in this block
+            if keep:
+                sl = slice(block_size - keep, block_size)
+                new_z = {k: v[:, sl] for k, v in out["z"].items()}
+                new_stats = {k: v[:, sl] for k, v in out.items() if k != "z"}
+                ckpt.z = {k: np.concatenate([ckpt.z[k], v], axis=1) if k in ckpt.z else v for k, v in new_z.items()}
+                ckpt.stats = {k: np.concatenate([ckpt.stats[k], v], axis=1) if k in ckpt.stats else v
+                              for k, v in new_stats.items()}
+            ckpt.iteration = start + block_size
+            ckpt.state = _to_host(state)
+            state = _to_device(ckpt.state)  # the same input layout every block: no recompilation
+            if checkpoint is not None:
+                checkpoint(ckpt)
+            if bar is not None:
+                n_div = int(ckpt.stats["diverging"].sum()) if "diverging" in ckpt.stats else 0
+                bar.set_description(f"{kernel} {'warmup' if ckpt.iteration < num_warmup else 'sample'}")
+                bar.set_postfix(divergences=n_div, step_size=f"{float(np.mean(out['step_size'][:, -1])):.3g}")
+                bar.update(min(ckpt.iteration, total) - min(start, total))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    z = {k: v[:, :num_samples] for k, v in ckpt.z.items()}
+    stats = {k: v[:, :num_samples] for k, v in ckpt.stats.items()}
+    constrain = sampler.postprocess_fn((), model_kwargs)
+    from ppl_bmc.infer.predictive import map_draws
+
+    samples = map_draws(constrain, z, batch_ndims=2)
+    return McmcResult(samples=samples, stats=stats, z=z, checkpoint=ckpt, kernel=kernel,
+                      max_tree_depth=int(max_tree_depth), chain_method=chain_method,
+                      elapsed=time.perf_counter() - t0, model=model, model_kwargs=dict(model_kwargs))
+
+
+__all__ = [
+    "CHAIN_METHODS",
+    "Checkpoint",
+    "EXTRA_FIELDS",
+    "KERNELS",
+    "McmcResult",
+    "STAT_FIELDS",
+    "default_chain_method",
+    "make_kernel",
+    "run_hmc",
+    "run_mcmc",
+    "run_nuts",
+]

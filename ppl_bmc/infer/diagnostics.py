@@ -1,0 +1,346 @@
+"""When not to trust a posterior: sampler diagnostics and the likelihood's Monte-Carlo noise.
+
+:func:`diagnostics` reads an ArviZ object and reports r̂, bulk/tail ESS, divergences, the
+energy BFMI and NUTS tree depth against the usual thresholds.  :func:`mc_noise` is specific to
+simulated likelihoods: it re-evaluates the total log-likelihood at posterior draws with a second,
+independent simulation key and compares the spread of the difference with the posterior spread
+of the log-likelihood itself.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ppl_bmc import _checks
+from ppl_bmc.infer import _arviz
+from ppl_bmc.infer.predictive import total_log_likelihood
+
+#: r̂ above this is a convergence failure (Vehtari et al. 2021, Bayesian Analysis 16, 667).
+R_HAT_MAX = 1.01
+#: Bulk and tail ESS below this many per chain are too few for reliable intervals (same reference).
+ESS_PER_CHAIN_MIN = 100
+#: Energy BFMI below this signals poor exploration of the energy levels (Betancourt 2016).
+BFMI_MIN = 0.3
+#: Default threshold of :func:`mc_noise` on sd(ℓ₁ − ℓ₂) / sd(ℓ₁) (see its docstring).
+MC_NOISE_THRESHOLD = 0.5
+#: Below this sd of ℓ₁ − ℓ₂ (nats) the noise is harmless whatever the ratio (see :func:`mc_noise`).
+MC_NOISE_MIN_SD = 0.1
+
+
+class MCNoiseWarning(UserWarning):
+    """The simulated likelihood's Monte-Carlo noise is large against the posterior's spread."""
+
+
+class DiagnosticWarning(UserWarning):
+    """A sampler diagnostic is outside its recommended range."""
+
+
+def bfmi(energy) -> np.ndarray:
+    """Energy Bayesian fraction of missing information per chain.
+
+    ``energy`` : array ``(chain, draw)`` of the Hamiltonian at each draw.  Returns ``(chain,)``:
+    ``mean(diff(E)²) / var(E)``; values below :data:`BFMI_MIN` mean the momentum resampling
+    explores the energy distribution poorly (heavy tails, bad mass matrix).
+    """
+    energy = np.asarray(energy, dtype=float)
+    if energy.ndim != 2 or energy.shape[1] < 3:
+        raise ValueError(f"energy must have shape (chain, draw) with draw >= 3, got {energy.shape}")
+    return np.mean(np.diff(energy, axis=1) ** 2, axis=1) / np.var(energy, axis=1)
+
+
+@dataclass
+class Diagnostics:
+    """Result of :func:`diagnostics` (NaN/None where a quantity does not apply).
+
+    Attributes
+    ----------
+    num_chains, num_draws : int
+    r_hat_max : float
+        Largest rank-normalised split r̂ over all scalar parameters.
+    ess_bulk_min, ess_tail_min : float
+        Smallest bulk and tail effective sample sizes (draws, all chains together).
+    divergences : int
+        Post-warmup divergent transitions (all chains).
+    bfmi : list[float]
+        Energy BFMI per chain.
+    tree_depth_max : int or None
+        Deepest NUTS tree; ``max_tree_depth_hits`` draws reached ``max_tree_depth``.
+    warnings : list[str]
+        One line per failed check (empty when all is well).
+    """
+
+    num_chains: int
+    num_draws: int
+    r_hat_max: float = math.nan
+    ess_bulk_min: float = math.nan
+    ess_tail_min: float = math.nan
+    divergences: int = 0
+    bfmi: list = field(default_factory=list)
+    tree_depth_max: int | None = None
+    max_tree_depth: int | None = None
+    max_tree_depth_hits: int = 0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings
+
+    def as_dict(self) -> dict:
+        return _jsonable(asdict(self))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def diagnostics(data, *, var_names=None, max_tree_depth: int | None = 10, r_hat_max: float = R_HAT_MAX,
+                ess_per_chain_min: float = ESS_PER_CHAIN_MIN, bfmi_min: float = BFMI_MIN,
+                warn: bool = False) -> Diagnostics:
+    """r̂, ESS, divergences, BFMI and tree depth of an ArviZ posterior.
+
+    Parameters
+    ----------
+    data : InferenceData or DataTree
+        With a ``posterior`` group, and ``sample_stats`` (``diverging``, ``energy``,
+        ``tree_depth``) where available.
+    var_names : list of str or None
+        Parameters checked for r̂/ESS (default all posterior variables).
+    max_tree_depth : int or None
+        The NUTS limit; draws whose ``tree_depth`` reaches it are counted.  ``None`` skips the
+        check (HMC, Laplace draws).
+    r_hat_max, ess_per_chain_min, bfmi_min : float
+        Thresholds (defaults :data:`R_HAT_MAX`, :data:`ESS_PER_CHAIN_MIN`, :data:`BFMI_MIN`).
+    warn : bool
+        Also issue each finding as a :class:`DiagnosticWarning`.
+    """
+    post = _arviz.group(data, "posterior")
+    num_chains, num_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    out = Diagnostics(num_chains=num_chains, num_draws=num_draws, max_tree_depth=max_tree_depth)
+    if num_draws >= 4:
+        table = _arviz.summary(data, var_names=var_names)
+        out.r_hat_max = float(np.nanmax(table["r_hat"])) if len(table) else math.nan
+        out.ess_bulk_min = float(np.nanmin(table["ess_bulk"])) if len(table) else math.nan
+        out.ess_tail_min = float(np.nanmin(table["ess_tail"])) if len(table) else math.nan
+        if num_chains > 1 and out.r_hat_max > r_hat_max:
+            out.warnings.append(f"r_hat up to {out.r_hat_max:.3f} > {r_hat_max}: chains have not converged")
+        ess_min = ess_per_chain_min * num_chains
+        if min(out.ess_bulk_min, out.ess_tail_min) < ess_min:
+            out.warnings.append(f"ESS bulk/tail down to {out.ess_bulk_min:.0f}/{out.ess_tail_min:.0f} < {ess_min:.0f} "
+                                f"({ess_per_chain_min:g} per chain): draw more")
+    stats = _arviz.group(data, "sample_stats") if "sample_stats" in _arviz.groups(data) else None
+    if stats is not None and "diverging" in stats:
+        out.divergences = int(np.asarray(stats["diverging"]).sum())
+        if out.divergences:
+            out.warnings.append(f"{out.divergences} divergent transitions: the posterior may be biased "
+                                f"(raise target_accept, reparameterise)")
+    if stats is not None and "energy" in stats and num_draws >= 3:
+        out.bfmi = [float(b) for b in bfmi(np.asarray(stats["energy"]))]
+        low = [b for b in out.bfmi if b < bfmi_min]
+        if low:
+            out.warnings.append(f"energy BFMI {min(low):.2f} < {bfmi_min} in {len(low)} chain(s): poor exploration")
+    if stats is not None and "tree_depth" in stats and max_tree_depth is not None:
+        depth = np.asarray(stats["tree_depth"])
+        out.tree_depth_max = int(depth.max())
+        out.max_tree_depth_hits = int(np.sum(depth >= max_tree_depth))
+        if out.max_tree_depth_hits:
+            out.warnings.append(f"{out.max_tree_depth_hits} draws reached the maximum tree depth {max_tree_depth}: "
+                                f"trajectories were cut short")
+    if warn:
+        for line in out.warnings:
+            warnings.warn(line, DiagnosticWarning, stacklevel=2)
+    return out
+
+
+@dataclass
+class MCNoise:
+    """Result of :func:`mc_noise`.
+
+    Attributes
+    ----------
+    ratio : float
+        ``rms_k sd(ℓ₁ − ℓ_k) / sd(ℓ₁)`` over the posterior draws (dimensionless).
+    sd_diff : float
+        ``rms_k sd(ℓ₁ − ℓ_k)`` in nats.
+    sd_loglik : float
+        Posterior sd of the total log-likelihood ``ℓ₁`` in nats.
+    mean_diff : float
+        Mean of ``ℓ₁ − ℓ_k`` in nats (a constant offset: it does not change the posterior).
+    ratios : list[float]
+        ``sd(ℓ₁ − ℓ_k) / sd(ℓ₁)`` for each alternative key ``k``.
+    num_draws : int
+        Draws used.
+    threshold, min_sd : float
+        The flagging rule: ``flagged = ratio > threshold and sd_diff > min_sd``.
+    flagged : bool
+    message : str
+    """
+
+    ratio: float
+    sd_diff: float
+    sd_loglik: float
+    mean_diff: float
+    ratios: list
+    num_draws: int
+    threshold: float
+    min_sd: float
+    flagged: bool
+    message: str
+
+    def as_dict(self) -> dict:
+        return _jsonable(asdict(self))
+
+
+def _thin(n: int, max_draws: int | None) -> np.ndarray:
+    if max_draws is None or n <= max_draws:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max_draws).round().astype(int))
+
+
+def mc_noise(
+    model,
+    draws: dict,
+    *,
+    model_kwargs: dict,
+    alt_model_kwargs,
+    alt_model=None,
+    loglik=None,
+    batch_ndims: int = 2,
+    threshold: float = MC_NOISE_THRESHOLD,
+    min_sd: float = MC_NOISE_MIN_SD,
+    max_draws: int | None = 200,
+    batch_size: int | None = None,
+    warn: bool = True,
+) -> MCNoise:
+    """Monte-Carlo noise of a simulated likelihood, measured at the posterior draws.
+
+    ``ℓ₁(θ)`` is the total log-likelihood the fit used (its simulation key in ``model_kwargs``),
+    ``ℓ_k(θ)`` the same with an independent key (``alt_model_kwargs``: one dict, or a list of
+    dicts for several keys; ``alt_model`` likewise if the model itself must be rebuilt).  At each
+    draw ``θ_s``, ``d_s = ℓ₁(θ_s) − ℓ_k(θ_s)``; the result is
+    ``ratio = rms_k sd_s(d) / sd_s(ℓ₁)``.
+
+    Why this ratio, and the default threshold 0.5.  Write ``ℓ_k = ℓ + ε_k`` with ``ℓ`` the exact
+    log-likelihood and ``ε_k`` the simulation error for key ``k``.  The fit samples the exact
+    posterior tilted by ``exp(ε₁)``.  A constant ``ε`` changes nothing; what matters is how much
+    ``ε`` varies *across the posterior*.  For independent keys ``Var(d) ≈ 2 Var(ε)``, so
+    ``sd(ε) ≈ sd(d)/√2``.  The tilt moves a posterior mean by ``Cov(θ, ε₁) ≤ sd(θ)·sd(ε)``.  The
+    yardstick ``sd(ℓ₁)`` is how much the log-likelihood itself varies over the posterior (≈ √(k/2)
+    nats for k parameters the data constrain well).  At ``ratio = 0.5``, ``sd(ε) ≈ 0.35·sd(ℓ)``.
+    For a few well-constrained parameters (``sd(ℓ) ≈ 1``) that is ≈ 0.35 nats.  The importance
+    weights between the noisy and the exact posterior then keep ``exp(−0.35²) ≈ 88 %`` of the
+    draws' effective size, and means move by up to about a third of a posterior sd.  That is
+    about the most one should accept silently, so larger ratios are flagged.  Two keys then give
+    visibly different posteriors: raise ``n_particles``.  ``min_sd`` (default 0.1 nat) avoids
+    flagging a flat likelihood: ``sd(ε) < 0.07`` nat keeps the tilt within ±7 % anyway.
+
+    BMC weights are heavy-tailed, so one alternative key gives a noisy ratio: with the paper's
+    toy at 20 particles, single-key ratios range from 0.1 to 3 depending on the keys.  Several
+    keys (the ``ppl-bmc`` command uses 4) average that out; the root mean square over keys
+    estimates ``sd(ε₁ − ε)`` for a typical independent ``ε``.
+
+    Parameters
+    ----------
+    model : callable
+        The NumPyro model of the fit.
+    draws : dict[str, array (*sample_shape, ...)]
+        Posterior draws of the latent sites (``batch_ndims`` sample axes).
+    model_kwargs : dict
+        Keyword arguments of the fit's model.
+    alt_model_kwargs : dict or list of dict
+        Keyword arguments of the re-evaluation(s), each with another likelihood key.
+    loglik : array (*sample_shape,) or None
+        ``ℓ₁`` at the draws if already known (e.g. the summed ``log_likelihood`` group).
+    max_draws : int or None
+        Evenly thinned to at most this many draws (each key costs one likelihood pass).
+    warn : bool
+        Issue an :class:`MCNoiseWarning` when flagged.
+    """
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    if not min_sd >= 0:
+        raise ValueError(f"min_sd must be >= 0, got {min_sd}")
+    if max_draws is not None:
+        _checks.positive_int(max_draws, "max_draws", minimum=3)
+    alts = [alt_model_kwargs] if isinstance(alt_model_kwargs, dict) else list(alt_model_kwargs)
+    if not alts:
+        raise ValueError("alt_model_kwargs must hold at least one set of keyword arguments")
+    models = alt_model if isinstance(alt_model, (list, tuple)) else [alt_model] * len(alts)
+    if len(models) != len(alts):
+        raise ValueError(f"alt_model must be one model or one per alt_model_kwargs ({len(alts)}), got {len(models)}")
+    flat = {}
+    n = None
+    for k, v in draws.items():
+        v = np.asarray(v)
+        n_k = int(np.prod(v.shape[:batch_ndims]))
+        n = n_k if n is None else n
+        flat[k] = v.reshape((n_k,) + v.shape[batch_ndims:])
+    if n is None or n < 3:
+        raise ValueError(f"mc_noise needs at least 3 posterior draws, got {n or 0}")
+    idx = _thin(n, max_draws)
+    flat = {k: v[idx] for k, v in flat.items()}
+    if loglik is None:
+        l1 = total_log_likelihood(model, flat, batch_ndims=1, batch_size=batch_size, **model_kwargs)
+    else:
+        l1 = np.asarray(loglik, dtype=float).reshape(-1)[idx]
+    l1 = np.asarray(l1, dtype=float)
+    sd_l = float(np.std(l1, ddof=1))
+    diffs = []
+    for m, kw in zip(models, alts):
+        lk = total_log_likelihood(m or model, flat, batch_ndims=1, batch_size=batch_size, **kw)
+        diffs.append(l1 - np.asarray(lk, dtype=float))
+    sds = np.array([np.std(d, ddof=1) for d in diffs])
+    sd_diff = float(np.sqrt(np.mean(sds**2)))
+
+    def rel(x):
+        return x / sd_l if sd_l > 0 else (math.inf if x > 0 else 0.0)
+
+    ratio = rel(sd_diff)
+    finite = all(np.all(np.isfinite(d)) for d in diffs)
+    flagged = bool(ratio > threshold and sd_diff > min_sd) or not finite
+    keys = f"{len(alts)} other key{'s' if len(alts) > 1 else ''}"
+    if flagged:
+        message = (f"Monte-Carlo noise of the likelihood is large: sd(ℓ₁ − ℓ_k) = {sd_diff:.3g} nats ({keys}) is "
+                   f"{ratio:.2f} × the posterior sd of ℓ ({sd_l:.3g} nats) > {threshold:g}; increase n_particles")
+    elif ratio > threshold:
+        message = (f"Monte-Carlo noise of the likelihood is small: sd(ℓ₁ − ℓ_k) = {sd_diff:.3g} nats ({keys}) is "
+                   f"{ratio:.2f} × the posterior sd of ℓ ({sd_l:.3g} nats), but below the {min_sd:g}-nat floor")
+    else:
+        message = (f"Monte-Carlo noise of the likelihood is small: sd(ℓ₁ − ℓ_k) = {sd_diff:.3g} nats ({keys}), "
+                   f"{ratio:.2f} × the posterior sd of ℓ ({sd_l:.3g} nats) <= {threshold:g}")
+    result = MCNoise(ratio=float(ratio), sd_diff=sd_diff, sd_loglik=sd_l,
+                     mean_diff=float(np.mean([np.mean(d) for d in diffs])), ratios=[float(rel(x)) for x in sds],
+                     num_draws=int(len(idx)), threshold=float(threshold), min_sd=float(min_sd), flagged=flagged,
+                     message=message)
+    if flagged and warn:
+        warnings.warn(message, MCNoiseWarning, stacklevel=2)
+    return result
+
+
+__all__ = [
+    "BFMI_MIN",
+    "DiagnosticWarning",
+    "Diagnostics",
+    "ESS_PER_CHAIN_MIN",
+    "MCNoise",
+    "MCNoiseWarning",
+    "MC_NOISE_MIN_SD",
+    "MC_NOISE_THRESHOLD",
+    "R_HAT_MAX",
+    "bfmi",
+    "diagnostics",
+    "mc_noise",
+]
