@@ -119,25 +119,24 @@ def _quiet_plots():
         yield
 
 
-def plot_trace(data, *, var_names=None):
-    """Trace plot; returns the matplotlib ``Figure``."""
+def _figure(v1_plot, v0_plot, data, var_names):
+    """Run an ArviZ plot (``v1_plot`` on 1.x, ``v0_plot`` on 0.23) and return its Figure."""
     with _quiet_plots():
         if ARVIZ_MAJOR >= 1:
-            plot = az.plot_trace_dist(data, var_names=var_names, backend="matplotlib")
-            return plot.viz["figure"].item()
-        axes = az.plot_trace(data, var_names=var_names)
-        return np.ravel(axes)[0].figure
+            return v1_plot(data, var_names=var_names, backend="matplotlib").viz["figure"].item()
+        return np.ravel(v0_plot(data, var_names=var_names))[0].figure
+
+
+def plot_trace(data, *, var_names=None):
+    """Trace plot; returns the matplotlib ``Figure``."""
+    v1 = getattr(az, "plot_trace_dist", None)
+    return _figure(v1, az.plot_trace, data, var_names)
 
 
 def plot_rank(data, *, var_names=None):
     """Rank plot (ECDF-difference ranks on ArviZ 1.x, rank histograms on 0.23; needs ≥ 2
     chains on 1.x); returns the matplotlib ``Figure``."""
-    with _quiet_plots():
-        if ARVIZ_MAJOR >= 1:
-            plot = az.plot_rank(data, var_names=var_names, backend="matplotlib")
-            return plot.viz["figure"].item()
-        axes = az.plot_rank(data, var_names=var_names)
-        return np.ravel(axes)[0].figure
+    return _figure(az.plot_rank, az.plot_rank, data, var_names)
 
 
 def to_netcdf(data, path) -> str:

@@ -127,18 +127,17 @@ def run_nuts(
     into ArviZ data with :func:`ppl_bmc.infer.to_inference_data`.  ``chain_method`` defaults to
     :func:`default_chain_method`.  For runs that must survive interruption use :func:`run_mcmc`.
     """
-    rng_key = _checks.prng_key(rng_key, "rng_key")
-    _check_sizes(num_warmup, num_samples, num_chains)
     sampler = make_kernel(model, kernel=kernel, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
                           init_strategy=init_strategy)
-    mcmc = MCMC(
-        sampler,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=chain_method or default_chain_method(num_chains),
-        progress_bar=progress_bar,
-    )
+    return _run(sampler, rng_key, num_warmup, num_samples, num_chains, chain_method, progress_bar, model_kwargs)
+
+
+def _run(sampler, rng_key, num_warmup, num_samples, num_chains, chain_method, progress_bar, model_kwargs) -> MCMC:
+    """Check the run's sizes and key, run ``numpyro.infer.MCMC`` with :data:`EXTRA_FIELDS`."""
+    rng_key = _checks.prng_key(rng_key, "rng_key")
+    _check_sizes(num_warmup, num_samples, num_chains)
+    mcmc = MCMC(sampler, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method=chain_method or default_chain_method(num_chains), progress_bar=progress_bar)
     mcmc.run(rng_key, extra_fields=EXTRA_FIELDS, **model_kwargs)
     return mcmc
 
@@ -164,14 +163,9 @@ def run_hmc(
 
     Same return value and options as :func:`run_nuts`.
     """
-    rng_key = _checks.prng_key(rng_key, "rng_key")
-    _check_sizes(num_warmup, num_samples, num_chains)
     sampler = make_kernel(model, kernel="hmc", dense_mass=dense_mass, target_accept_prob=target_accept_prob,
                           num_steps=num_steps, trajectory_length=trajectory_length, init_strategy=init_strategy)
-    mcmc = MCMC(sampler, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method or default_chain_method(num_chains), progress_bar=progress_bar)
-    mcmc.run(rng_key, extra_fields=EXTRA_FIELDS, **model_kwargs)
-    return mcmc
+    return _run(sampler, rng_key, num_warmup, num_samples, num_chains, chain_method, progress_bar, model_kwargs)
 
 
 # --------------------------------------------------------------------------- block sampler
@@ -443,7 +437,7 @@ def run_mcmc(
         saved = {k: resume.settings.get(k) for k in settings}
         bad = [k for k in settings if saved[k] != settings[k]]
         if bad:
-            raise ValueError(f"resume: kernel settings differ from the checkpoint's: "
+            raise ValueError("resume: kernel settings differ from the checkpoint's: "
                              + ", ".join(f"{k}={settings[k]!r} (saved {saved[k]!r})" for k in bad))
         if resume.num_chains != num_chains or resume.num_warmup != num_warmup:
             raise ValueError(f"resume: num_chains/num_warmup must be the checkpoint's ({resume.num_chains}, "
