@@ -146,7 +146,9 @@ class ReplayAdjoint(Adjoint):
         does not depend on the parameters (``kernel.path_depends_on_params = False``);
         ``"inverse"`` walks backward from the final state with ``kernel.inverse`` and works
         for any kernel that has one (e.g. energies that depend on densities).  ``"auto"``
-        picks ``"forward"`` when allowed, else ``"inverse"``.
+        picks ``"forward"`` when allowed, else ``"inverse"``.  With a kernel that declares
+        ``split_step`` the backward walk evaluates each step's segment once (one ``vjp``
+        gives the inverse its value and the step its cotangent).
     """
 
     replay: str = "auto"
@@ -213,9 +215,20 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
 
     def body(carry, k):
         state, state_bar, grad = carry
-        prev = loop.inverse(kernel, state, params, ctx, streams, k, dtype)
-        _, vjp_step = jax.vjp(lambda s, p: loop.step(kernel, s, p, ctx, streams, k, dtype), prev, params)
-        prev_bar, grad_k = vjp_step((state_bar, c))
+        if kernel.split_step:
+            # One vjp of the segment serves the inverse (its value) and the step (its cotangent).
+            segment, advance, rewind, inverse_given = loop.split_parts(kernel, streams, k, dtype)
+            path = rewind(state, ctx)
+            seg, vjp_seg = jax.vjp(lambda s, p: segment(s, p, ctx), path, params)
+            prev = inverse_given(state, seg, params, ctx)
+            _, vjp_adv = jax.vjp(lambda s, a, p: advance(s, a, p, ctx), prev, seg, params)
+            prev_bar, seg_bar, grad_k = vjp_adv((state_bar, c))
+            path_bar, grad_seg = vjp_seg(seg_bar)
+            prev_bar, grad_k = add(prev_bar, path_bar), add(grad_k, grad_seg)
+        else:
+            prev = loop.inverse(kernel, state, params, ctx, streams, k, dtype)
+            _, vjp_step = jax.vjp(lambda s, p: loop.step(kernel, s, p, ctx, streams, k, dtype), prev, params)
+            prev_bar, grad_k = vjp_step((state_bar, c))
         return (prev, prev_bar, add(grad, grad_k)), None
 
     carry = (state_n, state_bar, grad)

@@ -9,8 +9,9 @@ Subcommands
 ``ppl-bmc fit MODEL --data DIR --method map|nuts|hmc|laplace [--chains --warmup --samples
 --n-particles --seed --config --set --resume --force ...] --out DIR``
     A fit, written as a *results folder* (below).  ``ppl-bmc fit --help`` lists every option.
-``ppl-bmc summarize DIR``
-    Summary table, trace and rank plots, posterior mean/sd maps of field models, diagnostics.
+``ppl-bmc summarize DIR [--var-names ...] [--rows N]``
+    Summary table (the N rows with the largest r̂, default 30), trace and rank plots, posterior
+    mean/sd maps of field models, diagnostics.
 ``ppl-bmc bench [NAME ...] [--quick] [--list]``
     Run the benchmark scripts ``benchmarks/bench_*.py`` (all, or those named).
 ``ppl-bmc version``, ``ppl-bmc toy-flux``
@@ -127,6 +128,7 @@ FIT_DEFAULTS = {
 }
 METHODS = ("map", "nuts", "hmc", "laplace")
 SIMULATE_DEFAULTS = {"seed": 0, "out": ""}
+SUMMARY_ROWS = 30  # rows `summarize` prints by default (worst r_hat first)
 RESULT_FILES = ("posterior.nc", "summary.csv", "trace.png", "rank.png", "diagnostics.json", "fit.toml")
 CHECKPOINT = os.path.join(".resume", "checkpoint.pkl")
 PROTOCOL = ("DEFAULTS", "simulate", "build", "OBSERVED", "VAR_NAMES")
@@ -846,13 +848,15 @@ def _summarize(args) -> int:
         raise UsageError(f"results folder {args.folder} does not exist")
     if not os.path.isfile(os.path.join(folder, "posterior.nc")):
         raise UsageError(f"results folder {args.folder} has no posterior.nc (run ppl-bmc fit first)")
-    _summarize_folder(folder, module=_model_of_results(folder), var_names=args.var_names)
+    if args.rows < 0:
+        raise UsageError(f"--rows must be >= 0 (0 prints every row), got {args.rows}")
+    _summarize_folder(folder, module=_model_of_results(folder), var_names=args.var_names, max_rows=args.rows)
     return 0
 
 
-def _summarize_folder(folder, *, module=None, var_names=None, quiet_warnings=False):
+def _summarize_folder(folder, *, module=None, var_names=None, quiet_warnings=False, max_rows=SUMMARY_ROWS):
     """Write summary.csv, trace.png, rank.png and the maps of ``folder/posterior.nc``; print the
-    table and the diagnostics."""
+    table (at most ``max_rows`` rows, worst r̂ first; 0 = all) and the diagnostics."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -902,8 +906,14 @@ def _summarize_folder(folder, *, module=None, var_names=None, quiet_warnings=Fal
                 written_maps.append(os.path.basename(path))
     import pandas as pd
 
+    shown = table
+    if max_rows and len(table) > max_rows:
+        # field models have hundreds of rows: show the worst-mixing ones first
+        order = table.sort_values(["r_hat", "ess_bulk"], ascending=[False, True], na_position="last").index
+        shown = table.loc[order[:max_rows]]
+        print(f"{len(table)} rows; the {max_rows} with the largest r_hat (all in summary.csv; --rows 0 prints all):")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(table.round(4).to_string())
+        print(shown.round(4).to_string())
     report_path = os.path.join(folder, "diagnostics.json")
     if os.path.isfile(report_path):
         report = json.load(open(report_path, encoding="utf-8"))
@@ -1052,6 +1062,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summarize", help="summary table, trace/rank plots, maps and diagnostics of a results folder")
     p.add_argument("folder", help="results folder written by ppl-bmc fit")
     p.add_argument("--var-names", nargs="+", help="variables to summarise (default the model's VAR_NAMES)")
+    p.add_argument("--rows", type=int, default=SUMMARY_ROWS,
+                   help=f"summary rows to print, worst r_hat first (default {SUMMARY_ROWS}; 0 = all)")
     p.set_defaults(func=_summarize)
     p = sub.add_parser("bench", help="run the benchmark scripts benchmarks/bench_*.py")
     p.add_argument("names", nargs="*", help="benchmarks to run (e.g. toy_adjoints); default all")

@@ -17,6 +17,7 @@ import textwrap
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ppl_bmc import cli, infer
@@ -400,3 +401,17 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
 @pytest.mark.slow
 def test_bench_quick_runs_the_scripts(capsys):
     assert cli.main(["bench", "--quick"]) == 0
+
+
+def test_summarize_prints_the_rows_with_the_largest_r_hat(nuts_dir, capsys):
+    table = pd.read_csv(nuts_dir / "summary.csv", index_col=0)
+    assert len(table) >= 3
+    rc, stdout, _ = run(capsys, "summarize", nuts_dir, "--rows", 2)
+    assert rc == 0
+    assert f"{len(table)} rows; the 2 with the largest r_hat" in stdout
+    printed = [line.split()[0] for line in stdout.splitlines() if line.split() and line.split()[0] in table.index]
+    assert len(printed) == 2
+    hidden = table.index.difference(printed)
+    assert table.loc[printed, "r_hat"].min() >= table.loc[hidden, "r_hat"].max()
+    rc, _, err = run(capsys, "summarize", nuts_dir, "--rows", -1)
+    assert rc == 2 and "--rows must be >= 0" in one_line_error(rc, err)

@@ -12,7 +12,10 @@ choose ``n_steps · step_m`` longer than every ray: :func:`ppl_bmc.expected_coun
 Parameters: the field's params pytree.  Context per reading: ``origin`` (D,) m, bin ``lo``/``hi``
 (A,) in sampling coordinates (α in 2-D; cos θ and φ in 3-D), ``omega`` (sr), ``k_min`` (GeV).
 The path is a straight line fixed by the uniforms, but the energies depend on the densities,
-so the replay adjoint runs backward with :meth:`FieldKernel.inverse`.
+so the replay adjoint runs backward with the inverse step.  The step is split
+(``split_step``): the segment's opacity (the expensive ray integral) depends only on the position
+and direction, so on the way back one ``vjp`` of it yields both the earlier range and the step's
+cotangent (gradient ≈ 2.2–2.5 × the forward instead of ≈ 3.1).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class FieldKernel(Kernel):
     decay: bool = True
     n_step_uniforms: int = 0
     path_depends_on_params: bool = True
+    split_step: bool = True
 
     @property
     def n_init_uniforms(self):
@@ -72,9 +76,15 @@ class FieldKernel(Kernel):
         length = jnp.clip(t_out, 0.0, self.step_m) - jnp.clip(t_in, 0.0, self.step_m)
         return x, length
 
-    def step(self, state, params, ctx, u, k):
+    # The step is split for the replay adjoint (see ``Kernel.segment``): the segment's opacity
+    # depends only on the path (position, direction), which runs backward without the parameters.
+    def segment(self, state, params, ctx, u, k):
+        """Opacity (kg/m²) and in-box length (m) of the step starting at ``state``."""
+        return self._segment(state[4], state[5], params)
+
+    def advance(self, state, seg, params, ctx, u, k):
         r, _, log_s, proper, pos, d = state
-        x, length = self._segment(pos, d, params)
+        x, length = seg
         r_new = r + x
         new = self._at_range(r_new)
         log_w = new[2] - log_s
@@ -83,11 +93,13 @@ class FieldKernel(Kernel):
         ok = r_new <= self.material.r_max  # beyond the table's top (1e9 GeV) the flux is negligible
         return (*new, pos + self.step_m * d, d), jnp.where(ok, log_w, -jnp.inf)
 
-    def inverse(self, state, params, ctx, u, k):
+    def rewind(self, state, ctx, u, k):
+        r, k_sky, log_s, proper, pos, d = state
+        return (r, k_sky, log_s, proper, pos - self.step_m * d, d)
+
+    def inverse_given(self, state, seg, params, ctx, u, k):
         r, _, _, _, pos, d = state
-        prev = pos - self.step_m * d
-        x, _ = self._segment(prev, d, params)
-        return (*self._at_range(r - x), prev, d)
+        return (*self._at_range(r - seg[0]), pos - self.step_m * d, d)
 
     def exited(self, state):
         """Whether the particle has left the scene's box for good (boolean)."""

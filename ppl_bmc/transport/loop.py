@@ -64,6 +64,29 @@ def inverse(kernel, state, params, ctx, streams, k, dtype):
     return vmap2(kernel.inverse, STEP_INNER, STEP_OUTER)(state, params, ctx, u, k)
 
 
+def split_parts(kernel, streams, k, dtype):
+    """Batched pieces of a split step ``k`` (see :class:`~ppl_bmc.transport.Kernel`), uniforms bound:
+    ``(segment(state, params, ctx), advance(state, seg, params, ctx), rewind(state, ctx),
+    inverse_given(state, seg, params, ctx))``."""
+    u = streams.uniforms(k, kernel.n_step_uniforms, dtype)
+    seg_axes = (0, 0, None, None, 0, None)  # (state, seg, params, ctx, u, k), inner
+    seg_outer = (0, 0, None, 0, 0, None)
+
+    def segment(state, params, ctx):
+        return vmap2(kernel.segment, STEP_INNER, STEP_OUTER)(state, params, ctx, u, k)
+
+    def advance(state, seg, params, ctx):
+        return vmap2(kernel.advance, seg_axes, seg_outer)(state, seg, params, ctx, u, k)
+
+    def rewind(state, ctx):
+        return vmap2(kernel.rewind, (0, None, 0, None), (0, 0, 0, None))(state, ctx, u, k)
+
+    def inverse_given(state, seg, params, ctx):
+        return vmap2(kernel.inverse_given, seg_axes, seg_outer)(state, seg, params, ctx, u, k)
+
+    return segment, advance, rewind, inverse_given
+
+
 def final(kernel, state, params, ctx):
     """Batched :meth:`Kernel.final`: shape ``(C, P)``."""
     out = vmap2(kernel.final, (0, None, None), (0, None, 0))(state, params, ctx)
