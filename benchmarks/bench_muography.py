@@ -51,7 +51,7 @@ def scenes(grid2d, grid3d):
 
 
 def median_time(fn, arg, repeats):
-    jax.block_until_ready(fn(arg))
+    jax.block_until_ready(fn(arg))  # first call: warm-up, not timed
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -60,17 +60,19 @@ def median_time(fn, arg, repeats):
     return statistics.median(times)
 
 
-def xla_mib(fn, arg):
-    stats = fn.lower(arg).compile().memory_analysis()
+def xla_mib(compiled):
+    stats = compiled.memory_analysis()
     if stats is None:
         return float("nan")
     total = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
     return (total - getattr(stats, "alias_size_in_bytes", 0)) / MIB
 
 
-def pair(scene, dets, **kw):
+def pair(scene, dets, rho, **kw):
+    """Forward and gradient of ``expected_counts``, each compiled once for ``rho``."""
     f = lambda r: ppl_bmc.expected_counts(scene, r, dets, **kw)
-    return jax.jit(f), jax.jit(jax.grad(lambda r: jnp.sum(jnp.log(f(r)))))
+    g = jax.grad(lambda r: jnp.sum(jnp.log(f(r))))
+    return jax.jit(f).lower(rho).compile(), jax.jit(g).lower(rho).compile()
 
 
 def section_counts(args):
@@ -80,18 +82,19 @@ def section_counts(args):
         base = make(None)
         n0 = ppl_bmc.likelihood.exit_lengths(base, dets).max() / base.step_m
         n0 = int(np.ceil(n0 * 1.0001))
-        fwd, grad = pair(base, dets, method="quadrature")
+        fwd, grad = pair(base, dets, rho, method="quadrature")
         t_f, t_g = median_time(fwd, rho, args.repeats), median_time(grad, rho, args.repeats)
         print(f"{name:>16}{'quadrature':>24}{'-':>9}{t_f * 1e3:>10.2f}{t_g * 1e3:>10.2f}{t_g / t_f:>10.2f}"
-              f"{xla_mib(grad, rho):>10.1f}")
-        for adjoint in (ppl_bmc.ReplayAdjoint(), ppl_bmc.AutodiffAdjoint()):
+              f"{xla_mib(grad):>10.1f}")
+        adjoints = [ppl_bmc.ReplayAdjoint()] + ([] if args.replay_only else [ppl_bmc.AutodiffAdjoint()])
+        for adjoint in adjoints:
             mem = []
             for mult in (1, 4):
                 sc = make(base.step_m / mult)
                 kw = dict(key=jax.random.key(0), n_particles=args.n_particles, n_steps=n0 * mult, adjoint=adjoint)
-                fwd, grad = pair(sc, dets, **kw)
+                fwd, grad = pair(sc, dets, rho, **kw)
                 t_f, t_g = median_time(fwd, rho, args.repeats), median_time(grad, rho, args.repeats)
-                mem.append(xla_mib(grad, rho))
+                mem.append(xla_mib(grad))
                 print(f"{name:>16}{'bmc ' + type(adjoint).__name__:>24}{n0 * mult:>9}{t_f * 1e3:>10.1f}{t_g * 1e3:>10.1f}"
                       f"{t_g / t_f:>10.2f}{mem[-1]:>10.1f}")
             print(f"{'':>16}{type(adjoint).__name__ + ' memory ratio (4x steps / 1x)':>53}: {mem[1] / mem[0]:.2f}")
@@ -131,11 +134,13 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--skip-nuts", action="store_true")
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--replay-only", action="store_true", help="BMC gradients through ReplayAdjoint only")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny grids, few particles, replay only")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_particles, args.grid2d, args.grid3d, args.repeats = 32, 8, 4, 1
         args.nuts_grid, args.warmup, args.samples, args.chains = 6, 20, 20, 1
+        args.replay_only = True
     print(f"ppl_bmc {ppl_bmc.__version__}, jax {jax.__version__}, backend {jax.default_backend()}, "
           f"{jax.local_device_count()} device(s), {os.cpu_count()} CPU core(s)")
     section_counts(args)
