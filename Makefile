@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in $(CANDIDATES); do \
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST_FLAGS ?=
+PYTEST_FLAGS ?= --durations=25
 
 .PHONY: install demo test test-slow bench clean
 
@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml constraints/py311.txt constraints/py312.txt
 	$(PY) -m pip install --quiet -c constraints/py$$($(PY) -c 'import sys; print("%d%d" % sys.version_info[:2] if sys.version_info < (3, 12) else "312")').txt -e '.[test,notebooks]'
 	@touch $(STAMP)
 
+# The paper's toy from the command line: simulate data at the paper's truth, fit by NUTS, and
+# end with the plain-language report (truth vs posterior, the diagnostics verdict, the files).
 demo: install
-	$(PY) models/paper_toy.py
+	$(VENV)/bin/ppl-bmc simulate paper_toy --out results/demo/data --force
+	$(VENV)/bin/ppl-bmc fit paper_toy --data results/demo/data --out results/demo/fit --force
 
 test: install
 	PPL_BMC_QUICK=1 $(PY) -m pytest -m "not slow" $(PYTEST_FLAGS) tests notebooks --nbmake
@@ -37,4 +40,4 @@ bench: install
 	$(PY) benchmarks/bench_muography.py
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results data .pytest_cache

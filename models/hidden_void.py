@@ -56,8 +56,9 @@ DEFAULTS = {
 }
 OBSERVED = ("counts",)
 VAR_NAMES = ["log_density"]
-#: The posterior site drawn as mean/sd maps by ``ppl-bmc summarize``.
-MAPS = {"log_density": {"extent": [-100.0, 100.0, 0.0, 130.0], "xlabel": "x (m)", "ylabel": "z (m)"}}
+UNITS = {"log_density": "ln(kg/m³)"}
+#: Axis names of the sites in posterior.nc (``counts`` gets ``(detector, bin)`` from its plates).
+DIMS = {"log_density": ("z", "x"), "log_density_white": ("z", "x")}
 #: Resolution of the true geometry (m).
 TRUTH_RESOLUTION_M = 0.5
 
@@ -169,7 +170,12 @@ def simulate(config=None, *, key):
     dets = detectors(cfg)
     expected = np.asarray(ppl_bmc.expected_counts(sc, jnp.asarray(rho), dets, method="quadrature"))
     counts = np.asarray(jax.random.poisson(key, jnp.asarray(expected)), dtype=np.int64)
-    truth = {"expected": expected, "density_grid": voxel_truth(cfg), "void_center_m": np.asarray(cfg["void_center_m"]),
+    grid = voxel_truth(cfg)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_grid = np.where(grid > 0, np.log(np.where(grid > 0, grid, 1.0)), np.nan)
+    fine = np.where(inside_pyramid(cfg, *np.meshgrid(sc.field.fill.centres(0), sc.field.fill.centres(1))), rho, np.nan)
+    truth = {"expected": expected, "density_grid": grid, "log_density": log_grid,
+             "density_fine": fine.astype(np.float32), "void_center_m": np.asarray(cfg["void_center_m"]),
              "void_voxel": np.asarray(void_voxel(cfg))}
     return {"counts": counts}, truth
 
@@ -337,6 +343,19 @@ def write_maps(log_density_draws, cfg, grid, path):
         ax.add_patch(plt.Rectangle((cx - sx / 2, cz - sz / 2), sx, sz, fill=False, color="red"))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
+
+
+def map_mask(config, shape):
+    """Cells of the inference grid ``shape = (grid, grid)`` that hold pyramid (bool): the maps
+    leave the others blank."""
+    return np.isfinite(voxel_truth(config, shape[-1]))
+
+
+#: The posterior site drawn as maps by ``ppl-bmc summarize``: density (kg/m³), masked outside the
+#: pyramid, with the true void's outline (``density_fine`` of truth.npz, 0.5 m cells over the box).
+MAPS = {"log_density": {"extent": [-100.0, 100.0, 0.0, 130.0], "xlabel": "x (m)", "ylabel": "z (m)",
+                        "transform": "exp", "label": "density", "unit": "kg/m³", "truth": "density_fine",
+                        "mask": map_mask}}
 
 
 if __name__ == "__main__":

@@ -32,14 +32,15 @@ from ppl_bmc import infer, toy
 SIGMA_OBS = 1.0 / math.sqrt(1000.0)
 PRIORS = ("paper", "weak")
 
-#: Configuration keys of the ``ppl-bmc`` protocol and their defaults.
+#: Configuration keys of the ``ppl-bmc`` protocol and their defaults (a literal: the CLI reads it
+#: without running this file, so a wrong key is reported before JAX starts).
 DEFAULTS = {
     "n_particles": 2_000,  # BMC particles per reading in the likelihood
     "n_steps": 2,  # steps per particle
     "prior": "paper",  # "paper" (node ~ N((0, 5, 10), I)) or "weak" (see model())
-    "sigma_obs": SIGMA_OBS,  # observation noise (flux units)
+    "sigma_obs": 0.03162277660168379,  # observation noise (flux units): SIGMA_OBS = 1/√1000
     "thetas_over_pi": [0.0, 0.1, -0.08],  # reading angles / π (the paper's)
-    "truth": list(toy.PAPER_TRUTH),  # node the data are simulated at
+    "truth": [-1.0, 5.0, 10.0],  # node the data are simulated at: toy.PAPER_TRUTH
     "sim_particles": 400_000,  # particles per reading of the simulated data
     "decimals": 3,  # the simulated fluxes are rounded as in the paper
 }
@@ -47,6 +48,10 @@ DEFAULTS = {
 OBSERVED = ("obs",)
 #: Sites of summary tables and trace plots (``node`` is deterministic under the weak prior).
 VAR_NAMES = ["node"]
+#: Names of the elements of ``node`` on figures and in the report (the toy is dimensionless).
+LABELS = {"node": ("μx", "μy", "σ²"), "mu": ("μx", "μy"), "sigma2": "σ²"}
+#: Axis names of the sites in posterior.nc (``obs`` gets ``reading`` from its plate).
+DIMS = {"node": ("parameter",), "flux": ("reading",)}
 
 
 def model(

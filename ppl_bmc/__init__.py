@@ -2,31 +2,58 @@
 
 Units are SI as in PUMAS (GeV, m, kg/m³, kg/m², m⁻² s⁻¹ sr⁻¹) except in the paper's toy,
 whose lengths and weights are dimensionless.
+
+The public names below are imported on first use (PEP 562), so that ``import ppl_bmc`` and the
+``ppl-bmc`` command line start without loading JAX; ``from ppl_bmc import Scene`` and
+``ppl_bmc.expected_counts`` work as usual.
 """
 
-from ppl_bmc import detectors, flux, geometry, materials, muography, nppl, toy
-from ppl_bmc.adjoint import Adjoint, AutodiffAdjoint, ForwardSensitivity, ReplayAdjoint, mean_weight
-from ppl_bmc.detectors import Detector
-from ppl_bmc.geometry import Scene
-from ppl_bmc.likelihood import expected_counts
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Adjoint",
-    "AutodiffAdjoint",
-    "Detector",
-    "ForwardSensitivity",
-    "ReplayAdjoint",
-    "Scene",
-    "detectors",
-    "expected_counts",
-    "flux",
-    "geometry",
-    "materials",
-    "mean_weight",
-    "muography",
-    "nppl",
-    "toy",
-    "__version__",
-]
+#: public name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "Adjoint": ("ppl_bmc.adjoint", "Adjoint"),
+    "AutodiffAdjoint": ("ppl_bmc.adjoint", "AutodiffAdjoint"),
+    "ForwardSensitivity": ("ppl_bmc.adjoint", "ForwardSensitivity"),
+    "ReplayAdjoint": ("ppl_bmc.adjoint", "ReplayAdjoint"),
+    "mean_weight": ("ppl_bmc.adjoint", "mean_weight"),
+    "Detector": ("ppl_bmc.detectors", "Detector"),
+    "Scene": ("ppl_bmc.geometry", "Scene"),
+    "expected_counts": ("ppl_bmc.likelihood", "expected_counts"),
+    "detectors": ("ppl_bmc.detectors", None),
+    "flux": ("ppl_bmc.flux", None),
+    "geometry": ("ppl_bmc.geometry", None),
+    "materials": ("ppl_bmc.materials", None),
+    "muography": ("ppl_bmc.muography", None),
+    "nppl": ("ppl_bmc.nppl", None),
+    "toy": ("ppl_bmc.toy", None),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+#: Subpackages and modules reachable as attributes (``ppl_bmc.infer``), imported on first use.
+_SUBMODULES = ("adjoint", "cli", "detectors", "flux", "geometry", "infer", "likelihood", "materials", "muography",
+               "nppl", "physics", "toy", "transport")
+
+
+def __getattr__(name):
+    if name not in _LAZY and name in _SUBMODULES:
+        return importlib.import_module(f"ppl_bmc.{name}")  # the import binds it on the package
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'ppl_bmc' has no attribute {name!r}") from None
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

@@ -4,6 +4,8 @@ import os
 import runpy
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -27,6 +29,7 @@ def test_csda_benchmark_quick(capsys, monkeypatch):
     assert "fwd steps/s" in out and "grad MiB" in out
 
 
+@pytest.mark.slow  # 45–95 s on 2 cores: compiles every adjoint at two step counts
 def test_muography_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_muography.py", capsys, monkeypatch)
     assert "ReplayAdjoint memory ratio" in out and "NUTS, hidden void" in out

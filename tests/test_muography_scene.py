@@ -321,3 +321,35 @@ def test_counts_site_simulates_and_scores_per_bin(small):
     assert ll.shape == (3, 2, 4) and np.all(np.isfinite(np.asarray(ll)))
     with pytest.raises(ValueError, match="non-negative integers"):
         numpyro.handlers.seed(model, 0)(counts=-np.ones((2, 4)))
+
+
+def test_nppl_priors_do_not_depend_on_numpyros_default_initialisation(small):
+    """NumPyro's default init draws the unconstrained latents uniformly in [-2, 2].  The nppl
+    prior is non-centred (white-noise latents around the physical scale), so that start is within
+    a few prior sd of the mean density; a prior written on the physical log scale
+    (log ρ ~ N(log 2600, 0.5)) starts at log ρ ∈ [-2, 2] instead, ~16 prior sd away."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer.util import initialize_model
+
+    scene, _, det = small
+    counts = np.round(np.asarray(ppl_bmc.expected_counts(scene, jnp.full((4, 4), 2600.0), det, method="quadrature")))
+    model = nppl.field_model(scene, [det], nppl.log_density_prior((4, 4), mean_density=2600.0, sd_log=0.3),
+                             method="quadrature")
+
+    def physical(counts=None):
+        log_rho = numpyro.sample("log_rho", dist.Normal(math.log(2600.0), 0.5).expand([4, 4]).to_event(2))
+        nppl.counts_site(ppl_bmc.expected_counts(scene, jnp.exp(log_rho), det, method="quadrature"), counts)
+
+    for seed in range(3):
+        info = initialize_model(jax.random.key(seed), model, model_kwargs={"counts": counts})
+        rho = np.exp(np.asarray(info.postprocess_fn(info.param_info.z)["log_density"]))
+        # white latents in [-2, 2], GMRF marginal sd ≈ 1, scale 0.3: within ~exp(±2.5) of 2600
+        assert np.all((rho > 2600.0 / 20) & (rho < 2600.0 * 20)), rho
+        assert np.isfinite(float(info.param_info.potential_energy))
+        trap = initialize_model(jax.random.key(seed), physical, model_kwargs={"counts": counts})
+        start = np.asarray(trap.param_info.z["log_rho"])  # in [-2, 2]: > 10 prior sd below log 2600
+        # the trap's consequence: a nearly empty block (ρ ≤ e² kg/m³) lets through several times
+        # the observed muons in every bin, so NUTS starts in a far, flat corner of the posterior
+        far = np.asarray(ppl_bmc.expected_counts(scene, jnp.exp(jnp.asarray(start)), det, method="quadrature"))
+        assert np.all(far > 3 * counts), (far, counts)

@@ -22,13 +22,24 @@ def simulated():
     return jnp.asarray(paper_toy.simulate_observed(toy.PAPER_TRUTH, key=jax.random.key(100), n_particles=400_000))
 
 
-@pytest.fixture(scope="module")
-def nuts_run(simulated):
+def _nuts(simulated, warmup, samples):
     mcmc = infer.run_nuts(
-        paper_toy.model, rng_key=jax.random.key(1), num_warmup=500, num_samples=1000, num_chains=2,
+        paper_toy.model, rng_key=jax.random.key(1), num_warmup=warmup, num_samples=samples, num_chains=2,
         thetas=THETAS, observed=simulated, sim_key=jax.random.key(2), n_particles=2000,
     )
     return mcmc, infer.to_inference_data(mcmc)
+
+
+@pytest.fixture(scope="module")
+def nuts_run(simulated):
+    """A converged run (2 chains × (500 + 1000)): 85 s on 2 cores, for the slow stage."""
+    return _nuts(simulated, 500, 1000)
+
+
+@pytest.fixture(scope="module")
+def short_run(simulated):
+    """A short run for the output checks (not converged)."""
+    return _nuts(simulated, 50, 50)
 
 
 def test_simulated_data_is_close_to_the_paper_observation(simulated):
@@ -36,6 +47,7 @@ def test_simulated_data_is_close_to_the_paper_observation(simulated):
     np.testing.assert_allclose(simulated, toy.PAPER_OBSERVED, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_nuts_recovers_the_truth(nuts_run):
     mcmc, data = nuts_run
     table = infer.summary(data, var_names=["node"])
@@ -46,8 +58,8 @@ def test_nuts_recovers_the_truth(nuts_run):
     assert inside.all(), table
 
 
-def test_inference_data_groups_and_netcdf_roundtrip(nuts_run, tmp_path):
-    _, data = nuts_run
+def test_inference_data_groups_and_netcdf_roundtrip(short_run, tmp_path):
+    _, data = short_run
     for name in ("posterior", "sample_stats", "observed_data", "log_likelihood"):
         assert name in infer.groups(data)
     table = infer.write_results(data, tmp_path, var_names=["node"])
@@ -62,8 +74,8 @@ def test_inference_data_groups_and_netcdf_roundtrip(nuts_run, tmp_path):
     assert list(table.columns) == list(infer.SUMMARY_COLUMNS)
 
 
-def test_summary_interval_is_equal_tailed(nuts_run):
-    _, data = nuts_run
+def test_summary_interval_is_equal_tailed(short_run):
+    _, data = short_run
     table = infer.summary(data, var_names=["node"], ci_prob=0.9)
     draws = infer.group(data, "posterior")["node"].values.reshape(-1, 3)
     np.testing.assert_allclose(table["ci_lower"], np.quantile(draws, 0.05, axis=0), rtol=1e-3)

@@ -19,37 +19,61 @@ from ppl_bmc.infer.predictive import observed_sites, site_values
 from ppl_bmc.infer.predictive import posterior_predictive as _posterior_predictive
 
 
-def _dataset(values: dict, sample_dims=("chain", "draw")) -> xr.Dataset:
+def _dataset(values: dict, sample_dims=("chain", "draw"), dims: dict | None = None) -> xr.Dataset:
     data_vars, coords = {}, {}
     for name, v in values.items():
         v = np.asarray(v)
-        dims = tuple(sample_dims) + tuple(f"{name}_dim_{i}" for i in range(v.ndim - len(sample_dims)))
-        data_vars[name] = (dims, v)
-        coords.update({d: np.arange(n) for d, n in zip(dims, v.shape)})
+        n_extra = v.ndim - len(sample_dims)
+        named = tuple((dims or {}).get(name, ()))
+        if len(named) != n_extra or any(coords.get(d) is not None and len(coords[d]) != n
+                                        for d, n in zip(named, v.shape[len(sample_dims):])):
+            named = tuple(f"{name}_dim_{i}" for i in range(n_extra))
+        full = tuple(sample_dims) + named
+        data_vars[name] = (full, v)
+        coords.update({d: np.arange(n) for d, n in zip(full, v.shape)})
     return xr.Dataset(data_vars, coords=coords)
+
+
+def plate_dims(model, params=None, **model_kwargs) -> dict:
+    """``{site: (dim names)}`` from the plates each sample site sits in (e.g. ``counts`` in the
+    ``detector`` and ``bin`` plates gets ``("detector", "bin")``); sites whose axes are not all
+    covered by plates are left out (their axes keep the names ``<site>_dim_<i>``)."""
+    from ppl_bmc.infer.predictive import trace_model
+
+    out = {}
+    for name, site in trace_model(model, params, **model_kwargs).items():
+        if site["type"] != "sample":
+            continue
+        ndim = np.ndim(site["value"])
+        frames = {f.dim: f.name for f in site.get("cond_indep_stack", ()) if f.dim is not None}
+        names = tuple(frames.get(d - ndim) for d in range(ndim))
+        if ndim and all(names):
+            out[name] = names
+    return out
 
 
 def inference_data(posterior: dict, *, sample_stats: dict | None = None, observed_data: dict | None = None,
                    posterior_predictive: dict | None = None, log_likelihood: dict | None = None,
-                   attrs: dict | None = None):
+                   attrs: dict | None = None, dims: dict | None = None):
     """ArviZ object (``InferenceData`` on ArviZ 0.23, ``DataTree`` on 1.x) from arrays.
 
     ``posterior``, ``sample_stats``, ``posterior_predictive`` and ``log_likelihood`` map names
     to arrays ``(chain, draw, ...)``; ``observed_data`` to arrays without sample axes.  Extra
-    axes are named ``<name>_dim_<i>``, so an observed site, its replicas and its pointwise
-    log-likelihood share their observation axes.
+    axes are named by ``dims`` (``{name: ("detector", "bin")}``) where given, else
+    ``<name>_dim_<i>``; an observed site, its replicas and its pointwise log-likelihood share
+    their observation axes.
     """
     if not posterior:
         raise ValueError("posterior must hold at least one variable")
-    groups = {"posterior": _dataset(posterior)}
+    groups = {"posterior": _dataset(posterior, dims=dims)}
     if sample_stats:
         groups["sample_stats"] = _dataset(sample_stats)
     if observed_data:
-        groups["observed_data"] = _dataset(observed_data, sample_dims=())
+        groups["observed_data"] = _dataset(observed_data, sample_dims=(), dims=dims)
     if posterior_predictive:
-        groups["posterior_predictive"] = _dataset(posterior_predictive)
+        groups["posterior_predictive"] = _dataset(posterior_predictive, dims=dims)
     if log_likelihood:
-        groups["log_likelihood"] = _dataset(log_likelihood)
+        groups["log_likelihood"] = _dataset(log_likelihood, dims=dims)
     import numpyro
 
     import ppl_bmc
@@ -96,7 +120,7 @@ def _tree_depth(num_steps):
 
 def to_inference_data(fit, *, model=None, model_kwargs: dict | None = None, rng_key=None,
                       posterior_predictive: bool = True, log_likelihood: bool = True,
-                      batch_size: int | None = None, attrs: dict | None = None):
+                      batch_size: int | None = None, attrs: dict | None = None, dims: dict | None = None):
     """ArviZ data with the groups posterior, sample_stats, observed_data, posterior_predictive and
     log_likelihood.
 
@@ -118,6 +142,10 @@ def to_inference_data(fit, *, model=None, model_kwargs: dict | None = None, rng_
         (chunks of ``batch_size`` draws if given).
     attrs : dict
         Extra attributes for every group (e.g. ``{"method": "nuts"}``).
+    dims : dict
+        Names of the axes after ``(chain, draw)`` per site, e.g. ``{"log_density": ("z", "x")}``;
+        sites inside NumPyro plates get the plates' names without being listed (``counts`` of
+        :func:`ppl_bmc.nppl.counts_site` → ``("detector", "bin")``).
     """
     if isinstance(fit, LaplaceResult):
         samples = {k: np.asarray(v)[None] for k, v in fit.samples.items()}
@@ -149,8 +177,9 @@ def to_inference_data(fit, *, model=None, model_kwargs: dict | None = None, rng_
         pp = _posterior_predictive(model, samples, rng_key=key, sites=list(observed), batch_size=batch_size, **model_kwargs)
     if log_likelihood and observed:
         ll = _log_likelihood(model, samples, batch_size=batch_size, **model_kwargs)
+    all_dims = {**plate_dims(model, point, **model_kwargs), **(dims or {})}
     return inference_data(samples, sample_stats=stats, observed_data=observed, posterior_predictive=pp,
-                          log_likelihood=ll, attrs={"method": method, **(attrs or {})})
+                          log_likelihood=ll, attrs={"method": method, **(attrs or {})}, dims=all_dims)
 
 
 
@@ -174,4 +203,4 @@ def write_results(data, folder, *, var_names=None, ci_prob: float = 0.94):
     return table
 
 
-__all__ = ["inference_data", "to_inference_data", "write_results"]
+__all__ = ["inference_data", "plate_dims", "to_inference_data", "write_results"]

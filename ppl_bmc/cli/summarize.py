@@ -1,0 +1,411 @@
+"""``ppl-bmc summarize``: the summary table, the figures, the diagnostics and a plain-language
+report of a results folder.
+
+A figure that cannot be drawn is a warning naming it; the other files are still written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ppl_bmc.cli.common import SUMMARY_ROWS, UsageError, fmt, signals_deferred, warn
+from ppl_bmc.cli.config import read_toml
+from ppl_bmc.cli.folders import read_truth, write_text
+from ppl_bmc.cli.protocol import load_model
+
+#: r̂ above this, or bulk ESS below ``ESS_PER_CHAIN`` per chain, fails the MCMC verdict
+#: (Vehtari et al. 2021, "Rank-normalization, folding, and localization", Bayesian Analysis 16).
+RHAT_MAX = 1.01
+ESS_PER_CHAIN = 100
+#: Scalar elements listed one by one in the report (larger sites are summarised in one line).
+REPORT_ELEMENTS = 10
+
+
+def summarize_command(args) -> int:
+    folder = os.path.abspath(args.folder)
+    if not os.path.isdir(folder):
+        raise UsageError(f"results folder {args.folder} does not exist")
+    if not os.path.isfile(os.path.join(folder, "posterior.nc")):
+        raise UsageError(f"results folder {args.folder} has no posterior.nc (run ppl-bmc fit first)")
+    if args.rows < 0:
+        raise UsageError(f"--rows must be >= 0 (0 prints every row), got {args.rows}")
+    summarize_folder(folder, module=_model_of_results(folder), var_names=args.var_names, max_rows=args.rows)
+    return 0
+
+
+def _fit_doc(folder) -> dict:
+    path = os.path.join(folder, "fit.toml")
+    try:
+        return read_toml(path) if os.path.isfile(path) else {}
+    except UsageError:
+        return {}
+
+
+def _model_of_results(folder):
+    """The model module named in ``fit.toml`` (None if it cannot be loaded)."""
+    model_path = _fit_doc(folder).get("paths", {}).get("model")
+    if not model_path or not os.path.isfile(model_path):
+        return None
+    try:
+        return load_model(model_path)
+    except Exception:  # noqa: BLE001 - the figures fall back to all variables
+        return None
+
+
+def _var_names(module, post, requested=None):
+    if requested:
+        bad = [v for v in requested if v not in post.data_vars]
+        if bad:
+            raise UsageError(f"unknown variable(s) {', '.join(bad)}; the posterior has {', '.join(post.data_vars)}")
+        return list(requested)
+    names = [v for v in (getattr(module, "VAR_NAMES", None) or []) if v in post.data_vars]
+    return names or list(post.data_vars)
+
+
+def _draw_table(post, items):
+    """mean, sd, 94 % equal-tailed interval of each element from its draws (Laplace)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for label, site, idx in items:
+        x = np.asarray(post[site].values)[(slice(None), slice(None)) + idx].ravel()
+        lo, hi = np.quantile(x, [0.03, 0.97])
+        rows.append((x.mean(), x.std(ddof=1), lo, hi))
+    return pd.DataFrame(rows, index=[i[0] for i in items], columns=["mean", "sd", "ci_lower", "ci_upper"])
+
+
+def _map_table(post, items, curvature):
+    """The MAP point and its curvature sd and 94 % interval (``diagnostics.json``)."""
+    import numpy as np
+    import pandas as pd
+
+    sites = (curvature or {}).get("sites", {})
+    rows = []
+    for label, site, idx in items:
+        value = float(np.asarray(post[site].values)[(0, 0) + idx])
+        part = sites.get(site)
+        if part:
+            sd, lo, hi = (float(np.asarray(part[k])[idx]) for k in ("sd", "ci_lower", "ci_upper"))
+        else:
+            sd = lo = hi = float("nan")
+        rows.append((value, sd, lo, hi))
+    return pd.DataFrame(rows, index=[i[0] for i in items], columns=["map", "sd", "ci_lower", "ci_upper"])
+
+
+def _column(table, items, column):
+    import numpy as np
+
+    if column not in table.columns:
+        return np.full(len(items), np.nan)
+    return np.array([float(table[column].get(label, np.nan)) for label, _, _ in items])
+
+
+def _deviation_scores(table, items, centre_col):
+    """|value − median of its site| / sd: the elements that stand out of a field."""
+    import numpy as np
+
+    values = _column(table, items, centre_col)
+    sd = _column(table, items, "sd")
+    scores = np.zeros(len(items))
+    for site in {s for _, s, _ in items}:
+        sel = np.array([s == site for _, s, _ in items])
+        med = np.nanmedian(values[sel])
+        scores[sel] = np.abs(values[sel] - med) / np.where(sd[sel] > 0, sd[sel], np.inf)
+    return scores
+
+
+def summarize_folder(folder, *, module=None, var_names=None, quiet_warnings=False, max_rows=SUMMARY_ROWS):
+    """Write summary.csv, the figures and report.txt of ``folder/posterior.nc``; print the table
+    (at most ``max_rows`` rows, worst r̂ first; 0 = all), the diagnostics and the report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from ppl_bmc import infer
+    from ppl_bmc._io import atomic_write
+    from ppl_bmc.infer import figures
+
+    try:
+        data_tree = infer.from_netcdf(os.path.join(folder, "posterior.nc"))
+    except Exception as err:  # noqa: BLE001 - a damaged file: one line
+        raise UsageError(f"cannot read {os.path.join(folder, 'posterior.nc')}: {err}") from None
+    post = infer.group(data_tree, "posterior")
+    fit_doc = _fit_doc(folder)
+    report_path = os.path.join(folder, "diagnostics.json")
+    try:
+        report = json.load(open(report_path, encoding="utf-8")) if os.path.isfile(report_path) else {}
+    except (OSError, ValueError):
+        report = {}
+    method = report.get("method") or fit_doc.get("fit", {}).get("method") or post.attrs.get("method", "nuts")
+    config = fit_doc.get("model", {})
+    data_dir = fit_doc.get("paths", {}).get("data", "")
+    truth = read_truth(data_dir)
+    names = _var_names(module, post, var_names)
+    items = figures.elements(post, names)
+    labels, units = getattr(module, "LABELS", None), getattr(module, "UNITS", None)
+    mcmc = method in ("nuts", "hmc")
+    if mcmc:
+        table = infer.summary(data_tree, var_names=names)
+        scores = _column(table, items, "r_hat")
+        chosen = figures.pick_elements(items, scores)
+        what = "the sites with the largest r̂" if len(chosen) < len(items) else ""
+    elif method == "laplace":
+        table = _draw_table(post, items)
+        chosen = figures.pick_elements(items, _deviation_scores(table, items, "mean"))
+        what = "the sites farthest from their field's median" if len(chosen) < len(items) else ""
+    else:
+        table = _map_table(post, items, (report.get("map") or {}).get("curvature"))
+        chosen = figures.pick_elements(items, _deviation_scores(table, items, "map"))
+        what = "the sites farthest from their field's median" if len(chosen) < len(items) else ""
+    shown_note = f" ({len(chosen)} of {len(items)} elements: {what})" if what else ""
+    written = []
+
+    def figure(name, make):
+        """Draw and write one figure; a failure is a warning naming it.  Signals wait only while
+        the file is written (drawing may take seconds; a scheduler's SIGTERM must not wait)."""
+        import matplotlib.pyplot as plt
+
+        try:
+            fig = make()
+            with signals_deferred():
+                atomic_write(os.path.join(folder, name), lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+            written.append(name)
+        except Exception as err:  # noqa: BLE001 - a figure must never cost the fit's other outputs
+            warn(f"figure {name} was not drawn: {type(err).__name__}: {' '.join(str(err).split())}")
+        finally:
+            plt.close("all")
+
+    with signals_deferred():
+        atomic_write(os.path.join(folder, "summary.csv"), lambda tmp: table.to_csv(tmp))
+    if mcmc:
+        figure("trace.png", lambda: figures.trace_figure(
+            post, chosen, truth=truth, labels=labels, units=units,
+            title=f"{method}: posterior per chain{shown_note}"))
+        if post.sizes["chain"] >= 2 and post.sizes["draw"] >= 4:
+            figure("rank.png", lambda: figures.rank_figure(post, chosen, labels=labels, units=units,
+                                                           title=f"rank histograms per chain{shown_note}"))
+    elif method == "laplace":
+        figure("trace.png", lambda: figures.trace_figure(
+            post, chosen, truth=truth, labels=labels, units=units,
+            title=f"laplace: independent draws of the Gaussian at the mode{shown_note}"))
+    else:
+        pts = [(label, site, idx, row["map"], _nan_none(row["sd"]), _nan_none(row["ci_lower"]),
+                _nan_none(row["ci_upper"])) for (label, site, idx), (_, row) in
+               zip(chosen, table.loc[[c[0] for c in chosen]].iterrows())]
+        figure("trace.png", lambda: figures.point_figure(
+            pts, truth=truth, labels=labels, units=units,
+            title=f"MAP point, curvature sd and 94 % interval{shown_note}"))
+    for site, spec in (getattr(module, "MAPS", None) or {}).items():
+        if site in post.data_vars:
+            _site_maps(figure, figures, site, spec, post, table, method, config, truth, report)
+
+    shown = table
+    if max_rows and len(table) > max_rows:
+        sort_cols = ["r_hat", "ess_bulk"] if "r_hat" in table.columns else ["sd"]
+        order = table.sort_values(sort_cols, ascending=[False, True][: len(sort_cols)], na_position="last").index
+        shown = table.loc[order[:max_rows]]
+        by = "largest r_hat" if "r_hat" in table.columns else "largest sd"
+        print(f"{len(table)} rows; the {max_rows} with the {by} (all in summary.csv; --rows 0 prints all):")
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(shown.round(4).to_string())
+    _print_diagnostics(report)
+    text = plain_report(folder, method, post, items, table, report, truth, fit_doc, labels, units,
+                        description=((getattr(module, "__doc__", None) or "").strip().splitlines() or [""])[0])
+    write_text(os.path.join(folder, "report.txt"), text)
+    written.append("report.txt")
+    print(text, end="")
+    if not quiet_warnings:
+        for line in report.get("warnings", []):
+            warn(line)
+    print(f"wrote {', '.join(['summary.csv'] + written)} in {folder}")
+    return written
+
+
+def _nan_none(x):
+    import math
+
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _site_maps(figure, figures, site, spec, post, table, method, config, truth, report):
+    """mean/sd (or MAP point/sd) maps of one site in physical units, and r̂/ESS maps (MCMC)."""
+    import numpy as np
+
+    values = np.asarray(post[site].values, dtype=float)
+    if values.ndim != 4:
+        warn(f"MAPS[{site!r}]: the site is not 2-D (shape {values.shape[2:]}); no map drawn")
+        return
+    shape = values.shape[2:]
+    exp = spec.get("transform") == "exp"
+    qty, unit = spec.get("label", site), spec.get("unit", "")
+    unit_txt = f" ({unit})" if unit else ""
+    mask = None
+    if callable(spec.get("mask")):
+        try:
+            mask = np.asarray(spec["mask"](config, shape), dtype=bool)
+        except Exception as err:  # noqa: BLE001
+            warn(f"MAPS[{site!r}]: the mask could not be computed ({err}); the whole grid is drawn")
+    t = truth.get(spec.get("truth")) if spec.get("truth") else None
+    common = dict(extent=spec.get("extent"), xlabel=spec.get("xlabel", "x (m)"), ylabel=spec.get("ylabel", "z (m)"),
+                  mask=mask, truth=t, truth_extent=spec.get("truth_extent"))
+    flat = values.reshape((-1,) + shape)
+    phys = np.exp(flat) if exp else flat
+    if method == "map":
+        centre, centre_name = phys[0], "MAP"
+        part = ((report.get("map") or {}).get("curvature") or {}).get("sites", {}).get(site)
+        sd = np.asarray(part["sd"], dtype=float) if part else None
+        if sd is not None and exp:
+            sd = centre * sd  # delta method: sd(exp x) ≈ exp(x)·sd(x)
+        sd_name = "curvature sd at the MAP" + (" (delta method)" if exp else "")
+    else:
+        centre, centre_name = phys.mean(0), "posterior mean"
+        sd, sd_name = phys.std(0, ddof=1), "posterior sd"
+    title = spec.get("title", qty)
+    figure(f"mean_{site}.png", lambda: figures.map_figure(
+        centre, title=f"{centre_name} of {title}", colorbar_label=f"{qty}{unit_txt}", **common))
+    if sd is not None:
+        figure(f"sd_{site}.png", lambda: figures.map_figure(
+            sd, title=f"{sd_name} of {title}", colorbar_label=f"sd of {qty}{unit_txt}", cmap="magma", **common))
+    if method in ("nuts", "hmc") and "r_hat" in table.columns:
+        grids = {}
+        for col in ("r_hat", "ess_bulk"):
+            grid = np.full(shape, np.nan)
+            for label, value in table[col].items():
+                parsed = figures.parse_label(label)
+                if parsed and parsed[0] == site and len(parsed[1]) == 2:
+                    grid[parsed[1]] = value
+            grids[col] = grid
+        common_nt = dict(common, truth=None)
+        figure(f"rhat_{site}.png", lambda: figures.map_figure(
+            grids["r_hat"], title=f"r̂ per cell of {site} (≤ {RHAT_MAX} is good)", colorbar_label="r̂",
+            cmap="RdYlGn_r", vmin=1.0, vmax=max(1.05, float(np.nanmax(grids["r_hat"]))), **common_nt))
+        figure(f"ess_{site}.png", lambda: figures.map_figure(
+            grids["ess_bulk"], title=f"bulk ESS per cell of {site}", colorbar_label="effective sample size",
+            cmap="RdYlGn", vmin=0.0, **common_nt))
+
+
+def _print_diagnostics(report):
+    diag = report.get("diagnostics") or {}
+    if diag:
+        print(f"diagnostics: r_hat max {fmt(diag.get('r_hat_max'))}, ESS bulk/tail min "
+              f"{fmt(diag.get('ess_bulk_min'), 0)}/{fmt(diag.get('ess_tail_min'), 0)}, "
+              f"{diag.get('divergences', 0)} divergences, BFMI {', '.join(fmt(b, 2) for b in diag.get('bfmi', []))}"
+              + (f", tree depth max {diag['tree_depth_max']} (limit {diag['max_tree_depth']}, "
+                 f"{diag['max_tree_depth_hits']} hits)" if diag.get("tree_depth_max") is not None else ""))
+    lap = report.get("laplace")
+    if lap:
+        print(f"laplace: Hessian {'positive definite' if lap['positive_definite'] else 'NOT positive definite'}, "
+              f"importance efficiency {fmt(lap['importance_efficiency'], 2)}, MAP converged: {lap['map_converged']}")
+    point = report.get("map")
+    if point:
+        print(f"map: converged: {point['converged']}, final loss {fmt(point['final_loss'], 4)}")
+    noise = report.get("mc_noise")
+    if noise:
+        print(f"MC noise: ratio {fmt(noise['ratio'], 3)} (threshold {noise['threshold']}), sd(l1 - l2) "
+              f"{fmt(noise['sd_diff'], 3)} nats, sd(l) {fmt(noise['sd_loglik'], 3)} nats over "
+              f"{noise['num_draws']} draws -> {'FLAGGED' if noise['flagged'] else 'ok'}")
+
+
+def verdict(method, report, n_chains, table=None) -> tuple[bool, list[str]]:
+    """``(ok, reasons)``: whether the fit's diagnostics pass, and what fails (or what passed).
+    MCMC r̂ and ESS come from ``diagnostics.json``, else from the summary ``table``."""
+    problems, passed = [], []
+    if method in ("nuts", "hmc"):
+        diag = report.get("diagnostics") or {}
+        rhat, ess, div = diag.get("r_hat_max"), diag.get("ess_bulk_min"), diag.get("divergences", 0)
+        if rhat is None and table is not None and "r_hat" in table.columns:
+            rhat, ess = float(table["r_hat"].max()), float(table["ess_bulk"].min())
+        need = ESS_PER_CHAIN * n_chains
+        (passed if rhat is not None and rhat <= RHAT_MAX else problems).append(f"max r̂ {fmt(rhat)} (want ≤ {RHAT_MAX})")
+        (passed if ess is not None and ess >= need else problems).append(f"min bulk ESS {fmt(ess, 0)} (want ≥ {need})")
+        (passed if not div else problems).append(f"{div} divergent transitions (want 0)")
+    elif method == "laplace":
+        lap = report.get("laplace") or {}
+        (passed if lap.get("positive_definite") else problems).append("Hessian positive definite")
+        eff = lap.get("importance_efficiency")
+        (passed if eff is not None and eff >= 0.5 else problems).append(
+            f"importance efficiency {fmt(eff, 2)} (want ≥ 0.5: the posterior is close to Gaussian)")
+        (passed if lap.get("map_converged") else problems).append("the MAP optimisation converged")
+    else:
+        point = report.get("map") or {}
+        (passed if point.get("converged") else problems).append("the MAP optimisation converged")
+        curv = point.get("curvature")
+        if curv is not None:
+            (passed if curv.get("positive_definite") else problems).append("Hessian at the point positive definite")
+    noise = report.get("mc_noise")
+    if noise:
+        (passed if not noise.get("flagged") else problems).append(
+            f"Monte-Carlo noise ratio {fmt(noise.get('ratio'), 2)} (want ≤ {noise.get('threshold')})")
+    return (not problems), (problems or passed)
+
+
+def plain_report(folder, method, post, items, table, report, truth, fit_doc, labels=None, units=None,
+                 description="") -> str:
+    """The plain-language report: what was fitted, truth vs estimate, the verdict, the files."""
+    import numpy as np
+
+    from ppl_bmc.infer.figures import _label
+
+    model_name = os.path.splitext(os.path.basename(fit_doc.get("paths", {}).get("model", "") or "model"))[0]
+    fit = fit_doc.get("fit", {})
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    how = {"nuts": f"NUTS, {n_chain} chain(s) × {n_draw} draws after {fit.get('warmup', '?')} warmup",
+           "hmc": f"HMC, {n_chain} chain(s) × {n_draw} draws after {fit.get('warmup', '?')} warmup",
+           "laplace": f"Laplace approximation, {n_draw} draws of the Gaussian at the mode",
+           "map": "MAP point (SVI)" + (" with its curvature sd" if (report.get("map") or {}).get("curvature")
+                                       else " (no uncertainty: curvature sd not computed)")}.get(method, method)
+    lines = ["", f"Report: {model_name} fitted by {how}"] + ([f"  model: {description}"] if description else []) + [
+             f"  data: {fit_doc.get('paths', {}).get('data', '?')}"
+             + (f"; wall time {fit_doc['run']['elapsed_s']:.1f} s" if fit_doc.get("run", {}).get("elapsed_s") else "")]
+    centre = "map" if method == "map" else "mean"
+    lines.append(f"  {'parameter':<28} {'truth':>10} {'estimate ± sd':>22} {'94 % interval':>24}  truth inside")
+    per_site = {}
+    for label, site, idx in items:
+        per_site.setdefault(site, []).append((label, idx))
+    for site, elems in per_site.items():
+        t_site = truth.get(site) if truth else None
+        if len(elems) <= REPORT_ELEMENTS:
+            for label, idx in elems:
+                row = table.loc[label] if label in table.index else None
+                if row is None:
+                    continue
+                t = None
+                if t_site is not None:
+                    tv = np.asarray(t_site, dtype=float)
+                    try:
+                        t = float(tv[idx]) if idx else float(tv.reshape(-1)[0])
+                    except (IndexError, ValueError):
+                        t = None
+                has_ci = bool(np.isfinite(row["ci_lower"]) and np.isfinite(row["ci_upper"]))
+                inside = "" if t is None or not np.isfinite(t) or not has_ci else \
+                    ("yes" if row["ci_lower"] <= t <= row["ci_upper"] else "NO")
+                est = f"{row[centre]:.4g}" + (f" ± {row['sd']:.2g}" if np.isfinite(row["sd"]) else "")
+                ci = f"[{row['ci_lower']:.4g}, {row['ci_upper']:.4g}]" if has_ci else "n/a"
+                name = _label(label, labels, units, site, idx)
+                lines.append(f"  {name:<28} {('' if t is None else f'{t:.4g}'):>10} {est:>22} {ci:>24}  {inside}")
+        else:
+            rows = table.loc[[label for label, _ in elems if label in table.index]]
+            text = (f"  {site}: {len(elems)} cells, estimate {rows[centre].min():.4g} … {rows[centre].max():.4g}, "
+                    f"sd {rows['sd'].median():.2g} (median)")
+            if t_site is not None and np.shape(t_site) == post[site].shape[2:]:
+                tv = np.asarray(t_site, dtype=float)
+                t = np.array([tv[idx] for _, idx in elems])
+                lo, hi = rows["ci_lower"].to_numpy(), rows["ci_upper"].to_numpy()
+                ok = np.isfinite(t) & np.isfinite(lo) & np.isfinite(hi)
+                inside = (lo <= t) & (t <= hi)
+                if ok.any():
+                    text += f"; truth inside the 94 % interval in {100 * inside[ok].mean():.0f} % of {int(ok.sum())} cells"
+            lines.append(text)
+    ok, reasons = verdict(method, report, n_chain, table)
+    lines.append(f"  verdict: {'GOOD' if ok else 'NOT TRUSTWORTHY'}: " + "; ".join(reasons))
+    if not ok and method in ("nuts", "hmc"):
+        lines.append("  (run longer: raise --warmup/--samples, or --target-accept 0.9 for divergences)")
+    files = sorted({f for f in os.listdir(folder) if not f.startswith(".")} | {"report.txt"})
+    lines.append(f"  files in {folder}: {', '.join(files)}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["plain_report", "summarize_command", "summarize_folder", "verdict"]
