@@ -9,6 +9,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?= --durations=25
+# Tests run in 2 processes, one test file each (pytest-xdist): XLA compiles on one core, so two
+# files compiling at once use both (3.12 stack: 21 min in one process, 11.6 min in two).
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test test-slow bench clean
 
@@ -29,10 +32,10 @@ demo: install
 	$(VENV)/bin/ppl-bmc fit paper_toy --data results/demo/data --out results/demo/fit --force
 
 test: install
-	PPL_BMC_QUICK=1 $(PY) -m pytest -m "not slow" $(PYTEST_FLAGS) tests notebooks --nbmake
+	PPL_BMC_QUICK=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_FLAGS) tests notebooks --nbmake
 
 test-slow: install
-	$(PY) -m pytest -m slow $(PYTEST_FLAGS) tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m slow $(PYTEST_FLAGS) tests
 
 bench: install
 	$(PY) benchmarks/bench_toy_adjoints.py

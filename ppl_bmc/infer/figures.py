@@ -97,8 +97,9 @@ def trace_figure(post, items, *, truth=None, labels=None, units=None, title=None
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-9, 30)
         for c in range(n_chain):
             color = colors[c % len(colors)]
-            axes[row, 0].hist(values[c], bins=bins, histtype="step", density=True, color=color, label=f"chain {c}")
-            axes[row, 1].plot(values[c], lw=0.6, color=color, label=f"chain {c}")
+            name_c = f"chain {c}" if n_chain > 1 else "draws"
+            axes[row, 0].hist(values[c], bins=bins, histtype="step", density=True, color=color, label=name_c)
+            axes[row, 1].plot(values[c], lw=0.6, color=color, label=name_c)
         t = _truth_value(truth, site, idx)
         if t is not None:
             axes[row, 0].axvline(t, **_TRUTH_STYLE, label="truth")
