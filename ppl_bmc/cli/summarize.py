@@ -319,7 +319,7 @@ def verdict(method, report, n_chains, table=None) -> tuple[bool, list[str]]:
         if rhat is None and table is not None and "r_hat" in table.columns:
             rhat, ess = float(table["r_hat"].max()), float(table["ess_bulk"].min())
         need = ESS_PER_CHAIN * n_chains
-        (passed if rhat is not None and rhat <= RHAT_MAX else problems).append(f"max r̂ {fmt(rhat)} (want ≤ {RHAT_MAX})")
+        (passed if rhat is not None and rhat <= RHAT_MAX else problems).append(f"max r̂ {fmt(rhat, 4)} (want ≤ {RHAT_MAX})")
         (passed if ess is not None and ess >= need else problems).append(f"min bulk ESS {fmt(ess, 0)} (want ≥ {need})")
         (passed if not div else problems).append(f"{div} divergent transitions (want 0)")
     elif method == "laplace":
@@ -400,7 +400,7 @@ def plain_report(folder, method, post, items, table, report, truth, fit_doc, lab
                     text += f"; truth inside the 94 % interval in {100 * inside[ok].mean():.0f} % of {int(ok.sum())} cells"
             lines.append(text)
     ok, reasons = verdict(method, report, n_chain, table)
-    lines.append(f"  verdict: {'GOOD' if ok else 'NOT TRUSTWORTHY'}: " + "; ".join(reasons))
+    lines.append(f"  verdict: {'GOOD' if ok else 'NEEDS ATTENTION'}: " + "; ".join(reasons))
     if not ok and method in ("nuts", "hmc"):
         lines.append("  (run longer: raise --warmup/--samples, or --target-accept 0.9 for divergences)")
     files = sorted({f for f in os.listdir(folder) if not f.startswith(".")} | {"report.txt"})
