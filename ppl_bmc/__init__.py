@@ -21,13 +21,16 @@ _LAZY = {
     "ForwardSensitivity": ("ppl_bmc.adjoint", "ForwardSensitivity"),
     "ReplayAdjoint": ("ppl_bmc.adjoint", "ReplayAdjoint"),
     "mean_weight": ("ppl_bmc.adjoint", "mean_weight"),
+    "BMC": ("ppl_bmc.estimators", "BMC"),
+    "Quadrature": ("ppl_bmc.estimators", "Quadrature"),
     "Detector": ("ppl_bmc.detectors", "Detector"),
     "Scene": ("ppl_bmc.geometry", "Scene"),
     "expected_counts": ("ppl_bmc.likelihood", "expected_counts"),
     "detectors": ("ppl_bmc.detectors", None),
-    "flux": ("ppl_bmc.flux", None),
+    "constants": ("ppl_bmc.physics.constants", None),
+    "flux": ("ppl_bmc.physics.flux", None),
     "geometry": ("ppl_bmc.geometry", None),
-    "materials": ("ppl_bmc.materials", None),
+    "materials": ("ppl_bmc.physics.materials", None),
     "muography": ("ppl_bmc.muography", None),
     "nppl": ("ppl_bmc.nppl", None),
     "toy": ("ppl_bmc.toy", None),
@@ -37,8 +40,8 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 
 #: Subpackages and modules reachable as attributes (``ppl_bmc.infer``), imported on first use.
-_SUBMODULES = ("adjoint", "cli", "detectors", "flux", "geometry", "infer", "likelihood", "materials", "muography",
-               "nppl", "physics", "toy", "transport")
+_SUBMODULES = ("adjoint", "cli", "detectors", "estimators", "geometry", "infer", "likelihood", "muography", "nppl",
+               "physics", "quadrature", "toy", "transport")
 
 
 def __getattr__(name):

@@ -21,6 +21,7 @@ the strategies' only inputs, so the muon transport and voxel fields use them unc
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import partial
 
@@ -35,12 +36,12 @@ from ppl_bmc.transport import loop
 __all__ = ["Adjoint", "AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint", "mean_weight"]
 
 
-class Adjoint:
+class Adjoint(ABC):
     """Base class of the gradient strategies (immutable, hashable values)."""
 
+    @abstractmethod
     def mean_weight(self, kernel, params, ctx, streams, n_steps: int):
         """Mean weight per reading, shape ``(C,)``; see :func:`mean_weight`."""
-        raise NotImplementedError
 
 
 def _primal(kernel, params, ctx, streams, n_steps):
@@ -218,7 +219,7 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
         if kernel.split_step:
             # One vjp of the segment serves the inverse (its value) and the step (its cotangent).
             segment, advance, rewind, inverse_given = loop.split_parts(kernel, streams, k, dtype)
-            path = rewind(state, ctx)
+            path = rewind(state, params, ctx)
             seg, vjp_seg = jax.vjp(lambda s, p: segment(s, p, ctx), path, params)
             prev = inverse_given(state, seg, params, ctx)
             _, vjp_adv = jax.vjp(lambda s, a, p: advance(s, a, p, ctx), prev, seg, params)

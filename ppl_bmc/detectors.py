@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Detector", "check_detectors"]
+
+__all__ = ["Detector", "check_detectors", "readings"]
 
 
 def _edges(values, name, lo, hi):
@@ -139,20 +140,6 @@ class Detector:
         return np.stack([np.repeat(zc, len(ac)), np.tile(ac, len(zc))], axis=1)
 
 
-def direction(coords, ndim):
-    """Unit direction (D,) from sampling coordinates: α (2-D) or (cos θ, φ) (3-D); works on
-    numpy and JAX arrays (last axis = coordinates)."""
-    import jax.numpy as jnp
-
-    xp = np if isinstance(coords, np.ndarray) else jnp
-    if ndim == 2:
-        a = coords[..., 0]
-        return xp.stack([xp.sin(a), xp.cos(a)], axis=-1)
-    c, phi = coords[..., 0], coords[..., 1]
-    s = xp.sqrt(xp.clip(1 - c * c, 0.0, None))
-    return xp.stack([s * xp.cos(phi), s * xp.sin(phi), c], axis=-1)
-
-
 def check_detectors(detectors, ndim: int) -> tuple:
     """Validate a detector or a sequence of them for a scene of dimension ``ndim``; all must
     have the same number of bins (the output is ``(n_detectors, n_bins)``)."""
@@ -165,3 +152,19 @@ def check_detectors(detectors, ndim: int) -> tuple:
     if len({d.n_bins for d in dets}) != 1:
         raise ValueError(f"all detectors need the same number of bins, got {[d.n_bins for d in dets]}")
     return dets
+
+
+def readings(detectors):
+    """Per reading (detector-major, then bin): ``origin (C, D)``, ``lo``/``hi`` (C, A) sampling
+    coordinates, ``omega (C,)`` sr, ``k_min (C,)`` GeV and ``scale (C,)`` m²·s, as numpy arrays."""
+    out = {k: [] for k in ("origin", "lo", "hi", "omega", "k_min", "scale")}
+    for det in detectors:
+        lo, hi, omega = det.bins()
+        n = len(omega)
+        out["origin"].append(np.tile(det.position, (n, 1)))
+        out["lo"].append(lo)
+        out["hi"].append(hi)
+        out["omega"].append(omega)
+        out["k_min"].append(np.full(n, det.threshold_gev))
+        out["scale"].append(np.full(n, det.scale))
+    return {k: np.concatenate(v) for k, v in out.items()}

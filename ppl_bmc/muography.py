@@ -1,8 +1,16 @@
-"""Muography helpers: the flux transmitted through matter.
+"""Muography helpers: the flux transmitted through a uniform slab.
 
 ``transmitted_flux`` is the integrated muon flux (m⁻² s⁻¹ sr⁻¹) above ``k_min`` at a
 detector behind a uniform slab of a given opacity along a given zenith angle, with the open
-sky (GCCLY by default) at the slab's far side and no air.
+sky (GCCLY by default) at the slab's far side and no air.  The slab is a
+:class:`~ppl_bmc.transport.paths.LineOfSight`: the same :class:`~ppl_bmc.transport.csda.MuonKernel`
+and the same quadrature as :func:`ppl_bmc.expected_counts` run through it.
+
+Example
+-------
+>>> from ppl_bmc import muography
+>>> round(float(muography.transmitted_flux(300.0, 30.0)), 4)    # m⁻² s⁻¹ sr⁻¹, 300 m.w.e. at 30°
+0.2807
 """
 
 from __future__ import annotations
@@ -14,41 +22,46 @@ import jax
 import jax.numpy as jnp
 
 from ppl_bmc import _checks
-from ppl_bmc.adjoint import Adjoint, ReplayAdjoint, check_run_args, mean_weight
-from ppl_bmc.physics import flux as sky
+from ppl_bmc.adjoint import mean_weight
+from ppl_bmc.estimators import BMC, DEFAULT_DIRECTIONS, resolve_method
+from ppl_bmc.physics import flux as sky_flux
 from ppl_bmc.physics import materials
-from ppl_bmc.transport.csda import MWE, SlabKernel, straight_line_flux
+from ppl_bmc.physics.constants import MWE
+from ppl_bmc.transport.csda import MuonKernel, straight_line_flux
+from ppl_bmc.transport.paths import LineOfSight
 
-def _quadrature(material, sky_flux, opacity_mwe, zenith, k_min, k_max, decay):
-    grammage = MWE * opacity_mwe
-    return straight_line_flux(material, sky_flux, grammage, grammage / material.density, jnp.cos(zenith),
-                              k_min, k_max, decay=decay)
+__all__ = ["transmitted_flux"]
+
+#: Default particles and steps of ``transmitted_flux(method="bmc")``.
+DEFAULT_PARTICLES, DEFAULT_STEPS = 100_000, 4
 
 
-@partial(jax.jit, static_argnames=("material", "model", "k_min", "k_max", "method", "n_particles", "n_steps",
-                                   "adjoint", "decay", "scattering"))
-def _transmitted(opacity_mwe, zenith, key, material, model, k_min, k_max, method, n_particles, n_steps, adjoint,
-                 decay, scattering):
-    mat, sky_flux = materials.get(material), sky.MODELS[model]
-    if method == "quadrature":
-        return _quadrature(mat, sky_flux, opacity_mwe, zenith, k_min, k_max, decay)
-    kernel = SlabKernel(mat, sky_flux, k_min, k_max, n_steps, decay, scattering)
-    return mean_weight(kernel, opacity_mwe, zenith[None], key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)[0]
+@partial(jax.jit, static_argnames=("material", "sky", "k_max", "decay", "scattering", "n_particles", "n_steps",
+                                   "adjoint"))
+def _transmitted(opacity_mwe, zenith, k_min, key, material, sky, k_max, decay, scattering, n_particles, n_steps,
+                 adjoint):
+    if key is None:  # the quadrature
+        grammage = MWE * opacity_mwe
+        return straight_line_flux(material, sky, grammage, grammage / material.density, jnp.cos(zenith), k_min, k_max,
+                                  decay=decay)
+    kernel = MuonKernel(LineOfSight(n_steps, material.density), material, sky, k_max, decay, scattering)
+    ctx = {"zenith": zenith[None], "k_min": k_min[None]}
+    return mean_weight(kernel, opacity_mwe, ctx, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)[0]
 
 
 def transmitted_flux(
     opacity_mwe,
     zenith_deg,
     *,
-    material: str = "standard_rock",
+    material="standard_rock",
     k_min: float = 1e-3,
     k_max: float = 1e6,
-    model: str = "gccly",
-    method: str = "quadrature",
+    sky="gccly",
+    method="quadrature",
     key=None,
-    n_particles: int = 100_000,
-    n_steps: int = 4,
-    adjoint: Adjoint = ReplayAdjoint(),
+    n_particles: int | None = None,
+    n_steps: int | None = None,
+    adjoint=None,
     decay: bool = True,
     scattering: bool = False,
 ):
@@ -61,15 +74,25 @@ def transmitted_flux(
         Differentiable (``jax.grad``) for both methods.
     zenith_deg : float in [0, 90)
         Zenith angle of the line of sight (degrees).
-    material : str
-        A name from :func:`ppl_bmc.materials.names`.
+    material : Material or str
+        A :class:`ppl_bmc.materials.Material` (e.g. from :func:`ppl_bmc.materials.custom`) or a
+        name from :func:`ppl_bmc.materials.names`.
     k_min, k_max : float
-        Detector-side kinetic-energy range (GeV), 1e-3 ≤ k_min < k_max ≤ 1e6.
-    model : {"gccly", "gaisser"}
-        Open-sky flux at the slab's far side.
-    method : {"quadrature", "bmc"}
-        Deterministic CSDA integral, or backward Monte-Carlo (straight line, no scattering,
-        ``n_steps`` equal steps; needs ``key``).
+        Detector-side kinetic-energy range (GeV), table bottom ≤ k_min < k_max ≤ 1e6.
+    sky : SkyFlux or str
+        Open-sky flux at the slab's far side: a :class:`ppl_bmc.flux.SkyFlux` or ``"gccly"``,
+        ``"gaisser"``.
+    method : "quadrature", "bmc", Quadrature() or BMC(key=..., ...)
+        Deterministic CSDA integral, or backward Monte-Carlo (``n_steps`` equal steps of axis
+        grammage).  The keywords below are shorthand for ``method="bmc"`` only.
+    key : jax PRNG key
+        BMC: common random numbers (required).
+    n_particles : int
+        BMC particles (default 100 000).
+    n_steps : int
+        BMC steps through the slab (default 4).
+    adjoint : Adjoint
+        BMC gradient strategy (default ``ReplayAdjoint()``).
     decay : bool
         Include the muon decay weight exp(−c·Δτ/cτ) (significant in air, negligible in rock).
     scattering : bool
@@ -86,22 +109,21 @@ def transmitted_flux(
     zenith = float(zenith_deg)
     if not 0.0 <= zenith < 90.0:
         raise ValueError(f"zenith_deg must be in [0, 90) degrees, got {zenith_deg}")
-    mat = materials.get(material)  # ValueError listing the known materials
+    mat = materials.get(material, "material")
     if not (mat.k_min * (1 - 1e-9) <= k_min < k_max <= 1e6):
         raise ValueError(f"need {mat.k_min:g} <= k_min < k_max <= 1e6 GeV, got k_min={k_min}, k_max={k_max}")
-    if model not in sky.MODELS:
-        raise ValueError(f"model must be one of {sorted(sky.MODELS)}, got {model!r}")
-    if method not in ("quadrature", "bmc"):
-        raise ValueError(f"method must be 'quadrature' or 'bmc', got {method!r}")
-    if scattering and method != "bmc":
-        raise ValueError("scattering=True needs method='bmc' (the quadrature follows straight lines)")
-    if method == "bmc":
-        key, n_particles, n_steps = check_run_args(key, n_particles, n_steps, adjoint)
+    flux_model = sky_flux.get(sky, "sky")
+    est = resolve_method(method, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)
+    if isinstance(est, BMC):
+        run = (est.key, est.n_particles or DEFAULT_PARTICLES, est.n_steps or DEFAULT_STEPS, est.adjoint)
     else:
-        key = jax.random.key(0)  # unused by the quadrature
+        if est.n_directions != DEFAULT_DIRECTIONS:
+            raise ValueError("Quadrature(n_directions=...) applies to expected_counts only: a slab has one direction")
+        if scattering:
+            raise ValueError("scattering=True needs method='bmc' (the quadrature follows straight lines)")
+        run = (None, 1, 1, None)
     zenith_rad = jnp.asarray(math.radians(zenith), dtype=opacity.dtype)
-    return _transmitted(opacity, zenith_rad, key, material, model, float(k_min), float(k_max), method,
-                        int(n_particles), int(n_steps), adjoint, bool(decay), bool(scattering))
-
-
-__all__ = ["transmitted_flux", "MWE"]
+    k_lo = jnp.asarray(k_min, dtype=opacity.dtype)
+    key, n, steps, adj = run
+    return _transmitted(opacity, zenith_rad, k_lo, key, mat, flux_model, float(k_max), bool(decay), bool(scattering),
+                        int(n), int(steps), adj)

@@ -23,7 +23,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from ppl_bmc import _checks
-from ppl_bmc.adjoint import Adjoint, ReplayAdjoint
+from ppl_bmc.estimators import resolve_method
 from ppl_bmc.likelihood import expected_counts
 
 __all__ = ["GMRF", "counts_site", "field_model", "fraction_prior", "gmrf_field", "log_density_prior"]
@@ -139,22 +139,21 @@ def fraction_prior(shape, *, mean_fraction: float = 0.5, sd_logit: float = 1.0, 
     return prior
 
 
-def field_model(scene, detectors, prior, *, method: str = "quadrature", key=None, n_particles: int = 1024,
-                n_steps: int | None = None, adjoint: Adjoint = ReplayAdjoint(), record_expected: bool = True):
+def field_model(scene, detectors, prior, *, method="quadrature", key=None, n_particles: int | None = None,
+                n_steps: int | None = None, adjoint=None, record_expected: bool = True):
     """A NumPyro model ``model(counts=None)`` of muon counts through ``scene``.
 
     ``prior()`` returns the field's params (e.g. :func:`log_density_prior`); the likelihood is
-    :func:`ppl_bmc.expected_counts` with ``method``, ``key`` (fixed: common random numbers),
-    ``n_particles``, ``n_steps`` and ``adjoint``, observed through :func:`counts_site`.  With
-    ``record_expected`` the expected counts are the deterministic site ``"expected"``.
+    :func:`ppl_bmc.expected_counts` with ``method`` (``Quadrature()``, ``BMC(key=...)`` — a fixed key:
+    common random numbers — or their names with the keywords ``key``, ``n_particles``, ``n_steps``,
+    ``adjoint``), observed through :func:`counts_site`.  With ``record_expected`` the expected
+    counts are the deterministic site ``"expected"``.
     """
-    if method == "bmc":
-        key = _checks.prng_key(key, "key")
+    method = resolve_method(method, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)
 
     def model(counts=None):
         params = prior()
-        mu = expected_counts(scene, params, detectors, key=key, n_particles=n_particles, n_steps=n_steps,
-                             method=method, adjoint=adjoint)
+        mu = expected_counts(scene, params, detectors, method=method)
         if record_expected:
             numpyro.deterministic("expected", mu)
         return counts_site(mu, counts)

@@ -173,28 +173,29 @@ def test_adjoints_agree_on_expected_counts_gradients(x64):
 
 
 def test_field_kernel_split_step_is_the_step_and_inverts_it(x64):
-    # The replay adjoint runs FieldKernel backward through segment/advance/rewind/inverse_given:
+    # The replay adjoint runs the muon kernel backward through segment/advance/rewind/inverse_given:
     # the step they make must be undone by the inverse to float64 rounding, and the segment
     # must read only the path leaves that rewind restores.
-    from ppl_bmc.likelihood import readings
-    from ppl_bmc.transport.field import FieldKernel
+    from ppl_bmc.detectors import readings
+    from ppl_bmc.transport.csda import MuonKernel
+    from ppl_bmc.transport.paths import FieldPath
 
     scene, rho = _pyramid_scene(n=5, seed=3)
     params = jnp.asarray(rho)
-    kernel = FieldKernel(scene.field, scene.get_material(), scene.get_sky_flux(), scene.k_max, scene.step_m,
-                         scene.decay)
+    kernel = MuonKernel(FieldPath(scene.field, scene.step_m), scene.material, scene.sky, scene.k_max, scene.decay)
     r = readings([Detector((3.0, 0.0), np.linspace(-45, 45, 7), exposure_s=DAY)])
     ctx = {k: jnp.asarray(r[k][2]) for k in ("origin", "lo", "hi", "omega", "k_min")}
     state, _ = kernel.init(params, ctx, jnp.array([0.3, 0.6]))
     u = jnp.zeros((0,))
     n_inside = 0
+    leaves = jax.tree_util.tree_leaves
     for k in range(1, 5):
         new, _ = kernel.step(state, params, ctx, u, k)
-        n_inside += float(new[0] - state[0]) > 0  # the step crossed rock
+        n_inside += float(new.energy.csda_range - state.energy.csda_range) > 0  # the step crossed rock
         back = kernel.inverse(new, params, ctx, u, k)
-        for a, b in zip(back, state):
+        for a, b in zip(leaves(back), leaves(state)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-9)
-        path = kernel.rewind(new, ctx, u, k)
+        path = kernel.rewind(new, params, ctx, u, k)
         seg = kernel.segment(path, params, ctx, u, k)
         np.testing.assert_allclose(np.asarray(seg[0]), np.asarray(kernel.segment(state, params, ctx, u, k)[0]),
                                    rtol=1e-12)
@@ -276,7 +277,7 @@ def test_n_steps_too_small_reports_fraction_inside(small):
 
 def test_bad_method_key_and_detector_mix(small):
     scene, rho, det = small
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="method must be 'bmc', 'quadrature', a ppl_bmc.Quadrature or a ppl_bmc.BMC"):
         ppl_bmc.expected_counts(scene, rho, det, method="mc")
     with pytest.raises(ValueError, match="key must be a JAX PRNG key"):
         ppl_bmc.expected_counts(scene, rho, det, n_particles=16)

@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 
 from ppl_bmc import AutodiffAdjoint, ForwardSensitivity, ReplayAdjoint, flux, materials, muography
+from ppl_bmc.physics.constants import MUON_MASS
 from ppl_bmc.transport import loop
-from ppl_bmc.transport.csda import SlabKernel
+from ppl_bmc.transport.csda import MuonKernel
+from ppl_bmc.transport.paths import LineOfSight
+
+
+def slab_kernel(material, k_max, n_steps, **kw):
+    """The kernel ``transmitted_flux(method="bmc")`` runs, and its per-reading context."""
+    return MuonKernel(LineOfSight(n_steps, material.density), material, flux.gccly, k_max, **kw)
+
+
+def slab_ctx(zenith_rad, k_min):
+    return {"zenith": jnp.full(1, zenith_rad), "k_min": jnp.full(1, k_min)}
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
 
@@ -61,7 +72,7 @@ def test_gaisser_published_form_and_high_energy_limit():
     # PDG eq.: 0.14 E^-2.7 [1/(1 + 1.1 E cosθ/115) + 0.054/(1 + 1.1 E cosθ/850)] cm⁻² s⁻¹ sr⁻¹ GeV⁻¹
     e, c = 1000.0, 0.5
     expected = 0.14 * e**-2.7 * (1 / (1 + 1.1 * e * c / 115) + 0.054 / (1 + 1.1 * e * c / 850)) * 1e4
-    assert abs(float(flux.gaisser(e - flux.MUON_MASS, c)) / expected - 1) < 1e-5
+    assert abs(float(flux.gaisser(e - MUON_MASS, c)) / expected - 1) < 1e-5
     assert abs(float(flux.cos_theta_star(1.0)) - 1) < 1e-6
     # GCCLY's low-energy factor vanishes at high energy: vertical GCCLY → Gaisser
     assert abs(float(flux.gccly(1e5, 1.0) / flux.gaisser(1e5, 1.0)) - 1) < 1e-3
@@ -106,21 +117,21 @@ def test_slab_adjoints_agree_in_float64(x64):
 
 def test_physical_invariants_of_the_slab_walk(x64):
     rock = materials.get("standard_rock")
-    kernel = SlabKernel(rock, flux.gccly, 1e-3, 1e6, 8, decay=False)  # pure Jacobians
+    kernel = slab_kernel(rock, 1e6, 8, decay=False)  # pure Jacobians
     streams = loop.Streams(jax.random.key(0), 1, 2000)
-    opacity = jnp.asarray(500.0)
-    state, log_w0 = loop.init(kernel, opacity, jnp.ones(1), streams, jnp.float64)
-    k0, energies, steps = state[1], [state[1]], []
+    opacity, ctx = jnp.asarray(500.0), slab_ctx(1.0, 1e-3)
+    state, log_w0 = loop.init(kernel, opacity, ctx, streams, jnp.float64)
+    k0, energies, steps = state.energy.kinetic_energy, [state.energy.kinetic_energy], []
     for k in range(1, 9):
-        state, inc = loop.step(kernel, state, opacity, jnp.ones(1), streams, k, jnp.float64)
-        energies.append(state[1])
+        state, inc = loop.step(kernel, state, opacity, ctx, streams, k, jnp.float64)
+        energies.append(state.energy.kinetic_energy)
         steps.append(inc)
     energies = np.stack(energies)
     assert np.all(np.diff(energies, axis=0) > 0)  # energy never decreases backward
     total = np.sum(np.stack(steps), axis=0)
     telescoped = np.log(np.asarray(rock.stopping_power(energies[-1]))) - np.log(np.asarray(rock.stopping_power(k0)))
     np.testing.assert_allclose(total, telescoped, rtol=1e-9, atol=1e-12)  # product of S ratios = S(K_exit)/S(K_0)
-    _, log_w = loop.run(kernel, opacity, jnp.ones(1), streams, 8, jnp.float64)
+    _, log_w = loop.run(kernel, opacity, ctx, streams, 8, jnp.float64)
     assert np.all(np.exp(np.asarray(log_w)) >= 0)
 
 
@@ -132,8 +143,8 @@ def test_physical_invariants_of_the_slab_walk(x64):
         ((10.0, -5.0), {}, r"zenith_deg must be in \[0, 90\)"),
         ((10.0, 0.0), dict(k_min=0.0), r"k_min < k_max"),
         ((10.0, 0.0), dict(k_min=10.0, k_max=1.0), r"k_min < k_max"),
-        ((10.0, 0.0), dict(material="cheese"), r"unknown material 'cheese'; known materials: concrete, dry_air"),
-        ((10.0, 0.0), dict(method="mc"), r"method must be 'quadrature' or 'bmc'"),
+        ((10.0, 0.0), dict(material="cheese"), r"material must be a ppl_bmc.materials.Material or one of concrete, dry_air"),
+        ((10.0, 0.0), dict(method="mc"), r"method must be 'bmc', 'quadrature'"),
         ((10.0, 0.0), dict(method="bmc"), r"key must be a JAX PRNG key"),
         ((float("nan"), 0.0), {}, r"opacity_mwe must be finite"),
     ],
@@ -179,7 +190,7 @@ def test_proper_grammage_matches_the_relativistic_limit():
     rock = materials.get("standard_rock")
     k = jnp.array([1.0, 10.0, 100.0])
     slope = jax.vmap(jax.grad(lambda kk: rock.proper_grammage(kk)))(k)
-    expected = flux.MUON_MASS / jnp.sqrt(k * (k + 2 * flux.MUON_MASS)) / rock.stopping_power(k)
+    expected = MUON_MASS / jnp.sqrt(k * (k + 2 * MUON_MASS)) / rock.stopping_power(k)
     np.testing.assert_allclose(slope, expected, rtol=0.03)
 
 
@@ -209,11 +220,13 @@ def test_scattering_angle_spread_matches_highland(k0, opacity):
     # accurate to ~11 %; X0 of standard rock 26.54 g/cm² (PDG). Tolerance 20 %: Highland's accuracy
     # plus the energy change across the slab (p taken at the mean of the two ends).
     rock = materials.get("standard_rock")
-    kernel = SlabKernel(rock, flux.gccly, k0, k0 * (1 + 1e-6), 32, decay=True, scattering=True)
-    state, _ = loop.run(kernel, jnp.asarray(opacity), jnp.zeros(1), loop.Streams(jax.random.key(0), 1, 20_000), 32, jnp.float32)
-    angle, k_sky = np.asarray(state[5]), float(np.mean(state[1]))
+    kernel = slab_kernel(rock, k0 * (1 + 1e-6), 32, decay=True, scattering=True)
+    state, _ = loop.run(kernel, jnp.asarray(opacity), slab_ctx(0.0, k0), loop.Streams(jax.random.key(0), 1, 20_000), 32,
+                        jnp.float32)
+    d = np.asarray(state.direction)
+    angle, k_sky = np.arctan2(d[..., 0], d[..., 1]), float(np.mean(state.energy.kinetic_energy))
     k_mean = 0.5 * (k0 + k_sky)
-    p = math.sqrt(k_mean * (k_mean + 2 * flux.MUON_MASS))
+    p = math.sqrt(k_mean * (k_mean + 2 * MUON_MASS))
     x = opacity * 100 / 26.54
     highland = 0.0136 / p * math.sqrt(x) * (1 + 0.038 * math.log(x))
     assert abs(angle.std() / highland - 1) < 0.2, (angle.std(), highland)

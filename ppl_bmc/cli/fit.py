@@ -78,7 +78,7 @@ def fit_command(args) -> int:
     chains = args.chains if args.chains is not None else probe.get("chains", FIT_DEFAULTS["chains"])
     out_probe = args.out if args.out is not None else probe.get("out", "")
     if args.resume and isinstance(out_probe, str) and os.path.isfile(os.path.join(out_probe, CHECKPOINT)):
-        from ppl_bmc.infer.mcmc import Checkpoint  # imports JAX without starting it: XLA_FLAGS still apply
+        from ppl_bmc.infer.checkpoint import Checkpoint  # imports JAX without starting it: XLA_FLAGS still apply
 
         with contextlib.suppress(Exception):
             chains = Checkpoint.load(os.path.join(out_probe, CHECKPOINT)).num_chains

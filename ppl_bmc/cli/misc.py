@@ -8,14 +8,16 @@ import subprocess
 import sys
 
 from ppl_bmc.cli.common import UsageError, note, warn
-from ppl_bmc.cli.protocol import _REPO
+
+#: The checkout the package runs from (benchmarks/ lives there; it is not installed).
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def bench_command(args) -> int:
     folder = os.path.join(_REPO, "benchmarks")
     scripts = sorted(f for f in os.listdir(folder) if f.startswith("bench_") and f.endswith(".py")) if os.path.isdir(folder) else []
     if not scripts:
-        raise UsageError(f"no benchmarks/bench_*.py scripts in {_REPO}")
+        raise UsageError(f"no benchmarks/bench_*.py scripts in {_REPO} (benchmarks run from a checkout of ppl_bmc)")
     names = {s[len("bench_"):-3]: s for s in scripts}
     if args.list:
         for name in names:

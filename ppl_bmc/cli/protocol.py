@@ -13,8 +13,6 @@ import sys
 
 from ppl_bmc.cli.common import PROTOCOL, UsageError
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 _LOADED = {}  # path -> module: a model file is executed once per process
 
@@ -49,9 +47,15 @@ def static_defaults(path: str):
 
 
 def models_dir() -> str:
-    """The folder bare model names are looked up in: ``$PPL_BMC_MODELS`` or the repository's
-    ``models/``."""
-    return os.environ.get("PPL_BMC_MODELS") or os.path.join(_REPO, "models")
+    """The folder bare model names are looked up in: ``$PPL_BMC_MODELS``, else the shipped models
+    (the package ``ppl_bmc.models``: the checkout's ``models/`` in an editable install, the
+    installed copy otherwise).  Found without importing anything."""
+    import importlib.util
+
+    if os.environ.get("PPL_BMC_MODELS"):
+        return os.environ["PPL_BMC_MODELS"]
+    spec = importlib.util.find_spec("ppl_bmc.models")
+    return list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else ""
 
 
 def _model_names(folder):

@@ -1,6 +1,11 @@
 """Geometry: density fields (voxels, blobs, layers, height maps, composites) and scenes."""
 
-from ppl_bmc.geometry.fields import Composite, Field, GaussianBlobs, HeightMap, Layers, Mixture, VoxelGrid
+from ppl_bmc.geometry.blobs import GaussianBlobs
+from ppl_bmc.geometry.combine import Composite, Mixture
+from ppl_bmc.geometry.field import Field
+from ppl_bmc.geometry.layers import Layers
+from ppl_bmc.geometry.terrain import HeightMap
+from ppl_bmc.geometry.voxels import VoxelGrid
 from ppl_bmc.geometry.scene import Scene
 
 __all__ = ["Composite", "Field", "GaussianBlobs", "HeightMap", "Layers", "Mixture", "Scene", "VoxelGrid"]

@@ -18,27 +18,41 @@ import numpy as np
 _PARALLEL = 1e-12
 
 
-def _safe_inverse(d):
+def direction(coords, ndim):
+    """Unit direction (D,) from sampling coordinates: α (2-D) or (cos θ, φ) (3-D); works on
+    numpy and JAX arrays (last axis = coordinates)."""
+    xp = np if isinstance(coords, np.ndarray) else jnp
+    if ndim == 2:
+        a = coords[..., 0]
+        return xp.stack([xp.sin(a), xp.cos(a)], axis=-1)
+    c, phi = coords[..., 0], coords[..., 1]
+    s = xp.sqrt(xp.clip(1 - c * c, 0.0, None))
+    return xp.stack([s * xp.cos(phi), s * xp.sin(phi), c], axis=-1)
+
+
+def _safe_inverse(d, xp=jnp):
     """``1/d`` where ``|d|`` is not tiny, else 0 (with finite gradients)."""
-    small = jnp.abs(d) < _PARALLEL
-    return jnp.where(small, 0.0, 1.0 / jnp.where(small, 1.0, d)), small
+    small = xp.abs(d) < _PARALLEL
+    return xp.where(small, 0.0, 1.0 / xp.where(small, 1.0, d)), small
 
 
 def box_interval(p, d, lower, upper):
     """``(t_in, t_out)`` with ``t_in ≤ t_out``: the part of ``t ≥ 0`` where ``p + t·d`` is inside the box.
 
-    ``p``, ``d``: (D,); ``lower``, ``upper``: (D,) in metres.  An empty intersection gives
-    ``t_in = t_out``.
+    ``p``, ``d``: (..., D); ``lower``, ``upper``: (D,) in metres.  An empty intersection gives
+    ``t_in = t_out``.  JAX arrays (one ray in kernels; differentiable), or numpy arrays of many
+    rays (evaluated at once, also while a caller is being traced).
     """
-    inv, parallel = _safe_inverse(d)
-    lower, upper = jnp.asarray(lower, p.dtype), jnp.asarray(upper, p.dtype)
+    xp = np if isinstance(p, np.ndarray) and isinstance(d, np.ndarray) else jnp
+    inv, parallel = _safe_inverse(d, xp)
+    lower, upper = xp.asarray(lower, p.dtype), xp.asarray(upper, p.dtype)
     t1, t2 = (lower - p) * inv, (upper - p) * inv
     inside_slab = (p >= lower) & (p <= upper)
-    big = jnp.asarray(np.finfo(np.float32).max, p.dtype)
-    lo = jnp.where(parallel, jnp.where(inside_slab, -big, big), jnp.minimum(t1, t2))
-    hi = jnp.where(parallel, jnp.where(inside_slab, big, -big), jnp.maximum(t1, t2))
-    t_in = jnp.maximum(jnp.max(lo), 0.0)
-    t_out = jnp.maximum(jnp.min(hi), t_in)
+    big = xp.asarray(np.finfo(np.float32).max, p.dtype)
+    lo = xp.where(parallel, xp.where(inside_slab, -big, big), xp.minimum(t1, t2))
+    hi = xp.where(parallel, xp.where(inside_slab, big, -big), xp.maximum(t1, t2))
+    t_in = xp.maximum(xp.max(lo, axis=-1), 0.0)
+    t_out = xp.maximum(xp.min(hi, axis=-1), t_in)
     return t_in, t_out
 
 
@@ -97,4 +111,4 @@ def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
     return jnp.sum(half[:, None] * jnp.asarray(w, t.dtype) * density_at(nodes))
 
 
-__all__ = ["box_interval", "grid_crossings_near", "integrate_pieces", "plane_crossings"]
+__all__ = ["box_interval", "direction", "grid_crossings_near", "integrate_pieces", "plane_crossings"]

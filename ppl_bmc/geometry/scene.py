@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ppl_bmc.geometry.fields import Field
-from ppl_bmc.physics import flux as sky
+from ppl_bmc.geometry.field import Field
+from ppl_bmc.physics import flux as sky_flux
 from ppl_bmc.physics import materials
 
 __all__ = ["Scene"]
@@ -22,13 +22,15 @@ class Scene:
     ----------
     field : Field
         Density (kg/m³) in 2-D ``(x, z)`` or 3-D ``(x, y, z)`` coordinates (m).
-    material : str
-        Energy-loss material (see :func:`ppl_bmc.materials.names`): the CSDA tables per unit
-        grammage are this material's, scaled nowhere — the field's density sets the grammage.
-        (Mixtures of two compositions change the density; their stopping power per kg/m² is
-        taken as this material's.)
-    model : {"gccly", "gaisser"}
-        Sky flux at the exit point.
+    material : Material or str
+        Energy-loss material: a :class:`ppl_bmc.materials.Material` (a tabulated one, or
+        :func:`ppl_bmc.materials.custom`) or a name from :func:`ppl_bmc.materials.names`.  The
+        CSDA tables per unit grammage are this material's, scaled nowhere — the field's density
+        sets the grammage.  (Mixtures of two compositions change the density; their stopping
+        power per kg/m² is taken as this material's.)
+    sky : SkyFlux or str
+        Open-sky flux at the exit point: a :class:`ppl_bmc.flux.SkyFlux` (``flux.gccly``,
+        ``flux.gaisser``, a ``TabulatedFlux``, your own subclass) or a name ``"gccly"``, ``"gaisser"``.
     step_m : float or None
         BMC step length (m); default: the box diagonal / 16.
     decay : bool
@@ -38,8 +40,8 @@ class Scene:
     """
 
     field: Field
-    material: str = "standard_rock"
-    model: str = "gccly"
+    material: materials.Material | str = "standard_rock"
+    sky: sky_flux.SkyFlux | str = "gccly"
     step_m: float | None = None
     decay: bool = True
     k_max: float = 1e6
@@ -47,9 +49,8 @@ class Scene:
     def __post_init__(self):
         if not isinstance(self.field, Field):
             raise ValueError(f"field must be a ppl_bmc.geometry Field, got {type(self.field).__name__}")
-        materials.get(self.material)  # ValueError listing the known materials
-        if self.model not in sky.MODELS:
-            raise ValueError(f"model must be one of {sorted(sky.MODELS)}, got {self.model!r}")
+        object.__setattr__(self, "material", materials.get(self.material, "material"))
+        object.__setattr__(self, "sky", sky_flux.get(self.sky, "sky"))
         if self.step_m is None:
             object.__setattr__(self, "step_m", self.diagonal / 16)
         if not (np.isfinite(self.step_m) and self.step_m > 0):
@@ -74,9 +75,3 @@ class Scene:
     def diagonal(self) -> float:
         """Length of the box diagonal (m)."""
         return math.dist(self.field.lower, self.field.upper)
-
-    def get_material(self):
-        return materials.get(self.material)
-
-    def get_sky_flux(self):
-        return sky.MODELS[self.model]

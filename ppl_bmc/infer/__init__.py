@@ -13,7 +13,6 @@ Diagnostics: :func:`diagnostics` (r̂, ESS, divergences, BFMI, tree depth) and
 
 from __future__ import annotations
 
-from ppl_bmc.infer import _arviz
 from ppl_bmc.infer._arviz import (
     SUMMARY_COLUMNS,
     from_netcdf,
@@ -33,10 +32,10 @@ from ppl_bmc.infer.diagnostics import (
     diagnostics,
     mc_noise,
 )
+from ppl_bmc.infer.checkpoint import Checkpoint
 from ppl_bmc.infer.laplace import LaplaceResult, laplace
 from ppl_bmc.infer.map import MapResult, fit_map
 from ppl_bmc.infer.mcmc import (
-    Checkpoint,
     McmcResult,
     default_chain_method,
     make_kernel,

@@ -13,8 +13,6 @@ and a resumed run continues the adaptation exactly where it stopped.
 from __future__ import annotations
 
 import math
-import os
-import pickle
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,7 +25,8 @@ from jax import lax
 from numpyro.infer import HMC, MCMC, NUTS, init_to_median
 
 from ppl_bmc import _checks
-from ppl_bmc._io import atomic_write
+# (checkpoints pickled before the split name ppl_bmc.infer.mcmc.Checkpoint: this import resolves them)
+from ppl_bmc.infer.checkpoint import Checkpoint, _to_device, _to_host
 
 #: Extra per-draw fields kept for diagnostics (divergences, energy for BFMI, tree depth).
 EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy")
@@ -119,21 +118,21 @@ def run_nuts(
     init_strategy=init_to_median,
     progress_bar: bool = False,
     kernel: str = "nuts",
+    num_steps: int | None = None,
+    trajectory_length: float | None = None,
     **model_kwargs,
 ) -> MCMC:
     """Run NUTS (or HMC with ``kernel="hmc"``) on a NumPyro ``model(**model_kwargs)``.
 
     Returns the finished ``numpyro.infer.MCMC`` with :data:`EXTRA_FIELDS` collected; turn it
     into ArviZ data with :func:`ppl_bmc.infer.to_inference_data`.  ``chain_method`` defaults to
-    :func:`default_chain_method`.  For runs that must survive interruption use :func:`run_mcmc`.
+    :func:`default_chain_method`; ``num_steps``/``trajectory_length`` are HMC's (see
+    :func:`make_kernel`).  For runs that must survive interruption use :func:`run_mcmc`.
     """
+    if kernel == "nuts" and (num_steps is not None or trajectory_length is not None):
+        raise ValueError("num_steps and trajectory_length apply to kernel='hmc' only")
     sampler = make_kernel(model, kernel=kernel, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
-                          init_strategy=init_strategy)
-    return _run(sampler, rng_key, num_warmup, num_samples, num_chains, chain_method, progress_bar, model_kwargs)
-
-
-def _run(sampler, rng_key, num_warmup, num_samples, num_chains, chain_method, progress_bar, model_kwargs) -> MCMC:
-    """Check the run's sizes and key, run ``numpyro.infer.MCMC`` with :data:`EXTRA_FIELDS`."""
+                          num_steps=num_steps, trajectory_length=trajectory_length, init_strategy=init_strategy)
     rng_key = _checks.prng_key(rng_key, "rng_key")
     _check_sizes(num_warmup, num_samples, num_chains)
     mcmc = MCMC(sampler, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
@@ -142,126 +141,21 @@ def _run(sampler, rng_key, num_warmup, num_samples, num_chains, chain_method, pr
     return mcmc
 
 
-def run_hmc(
-    model,
-    *,
-    rng_key,
-    num_warmup: int = 500,
-    num_samples: int = 500,
-    num_chains: int = 2,
-    chain_method: str | None = None,
-    dense_mass: bool = False,
-    target_accept_prob: float = 0.8,
-    num_steps: int | None = None,
-    trajectory_length: float | None = None,
-    init_strategy=init_to_median,
-    progress_bar: bool = False,
-    **model_kwargs,
-) -> MCMC:
+def run_hmc(model, *, num_steps: int | None = None, trajectory_length: float | None = None, **options) -> MCMC:
     """Static-trajectory HMC on ``model(**model_kwargs)`` (step size and mass matrix adapted in
     warmup; ``num_steps`` leapfrog steps per draw, or ``trajectory_length`` / step size).
 
-    Same return value and options as :func:`run_nuts`.
+    The other options (``rng_key``, ``num_warmup``, ``num_samples``, ``num_chains``,
+    ``chain_method``, ``dense_mass``, ``target_accept_prob``, ``init_strategy``, ``progress_bar``)
+    and the return value are :func:`run_nuts`'s; remaining keywords go to the model.
     """
-    sampler = make_kernel(model, kernel="hmc", dense_mass=dense_mass, target_accept_prob=target_accept_prob,
-                          num_steps=num_steps, trajectory_length=trajectory_length, init_strategy=init_strategy)
-    return _run(sampler, rng_key, num_warmup, num_samples, num_chains, chain_method, progress_bar, model_kwargs)
+    return run_nuts(model, kernel="hmc", num_steps=num_steps, trajectory_length=trajectory_length, **options)
 
 
 # --------------------------------------------------------------------------- block sampler
 
-
-@dataclass(frozen=True)
-class _Key:
-    """A typed PRNG key array stored as its raw data (picklable without JAX internals)."""
-
-    data: np.ndarray
-    impl: str
-
-
-def _to_host(tree):
-    def leaf(x):
-        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return _Key(np.asarray(jax.random.key_data(x)), str(jax.random.key_impl(x)))
-        return np.asarray(x)
-
-    return jax.tree_util.tree_map(leaf, tree)
-
-
-def _to_device(tree):
-    def leaf(x):
-        if isinstance(x, _Key):
-            return jax.random.wrap_key_data(jnp.asarray(x.data), impl=x.impl)
-        return jnp.asarray(x)
-
-    return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda x: isinstance(x, _Key))
-
-
-@dataclass
-class Checkpoint:
-    """Everything needed to continue a :func:`run_mcmc` run.
-
-    Attributes
-    ----------
-    state : pytree of numpy arrays
-        The sampler's state after the last completed block, one leading ``chain`` axis
-        (PRNG keys stored as raw key data).
-    z : dict[str, numpy.ndarray (num_chains, n, ...)]
-        Post-warmup draws so far in the *unconstrained* space, ``n ≥ 0``.
-    stats : dict[str, numpy.ndarray (num_chains, n)]
-        The per-draw sampler fields of :data:`STAT_FIELDS` for the same draws.
-    iteration : int
-        Iterations done per chain, warmup included.
-    num_warmup, num_samples, num_chains, block_size : int
-        The run's sizes (``num_samples``: requested post-warmup draws per chain).
-    settings : dict
-        Kernel settings (kernel, dense_mass, target_accept_prob, max_tree_depth, num_steps,
-        trajectory_length, chain_method); a resumed run must use the same ones.
-    meta : dict
-        Free-form data of the caller (the ``ppl-bmc`` command stores its configuration here).
-    """
-
-    state: Any
-    z: dict
-    stats: dict
-    iteration: int
-    num_warmup: int
-    num_samples: int
-    num_chains: int
-    block_size: int
-    settings: dict
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def num_draws(self) -> int:
-        """Post-warmup draws per chain saved so far."""
-        return max(self.iteration - self.num_warmup, 0)
-
-    @property
-    def done(self) -> bool:
-        return self.num_draws >= self.num_samples
-
-    def save(self, path) -> str:
-        """Write the checkpoint atomically (pickle; read it back with :meth:`load`)."""
-
-        def write(tmp):
-            with open(tmp, "wb") as fh:
-                pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-        return atomic_write(path, write)
-
-    @staticmethod
-    def load(path) -> "Checkpoint":
-        """Read a checkpoint written by :meth:`save` (a pickle: load only your own files)."""
-        with open(os.fspath(path), "rb") as fh:
-            ckpt = pickle.load(fh)
-        if not isinstance(ckpt, Checkpoint):
-            raise ValueError(f"{path} does not hold a ppl_bmc checkpoint")
-        return ckpt
-
-
 #: Per-draw sampler fields collected by :func:`run_mcmc` (``step_size`` is the adapted one).
-STAT_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "step_size")
+STAT_FIELDS = EXTRA_FIELDS + ("step_size",)
 
 
 @dataclass
@@ -384,10 +278,10 @@ def run_mcmc(
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 2,
-    chain_method: str | None = None,
     kernel: str = "nuts",
     dense_mass: bool = False,
     target_accept_prob: float = 0.8,
+    chain_method: str | None = None,
     max_tree_depth: int = 10,
     num_steps: int | None = None,
     trajectory_length: float | None = None,
@@ -518,7 +412,6 @@ def run_mcmc(
 
 __all__ = [
     "CHAIN_METHODS",
-    "Checkpoint",
     "EXTRA_FIELDS",
     "KERNELS",
     "McmcResult",

@@ -1,5 +1,10 @@
 """Open-sky muon flux models: differential flux in GeV⁻¹ m⁻² s⁻¹ sr⁻¹ of (K, cos zenith).
 
+A sky flux is a value: an instance of :class:`SkyFlux` (immutable, hashable by value), called as
+``flux(kinetic_energy_gev, cos_zenith)``.  Pass one to ``Scene(..., sky=...)`` or
+``transmitted_flux(..., model=...)``; the names in :data:`MODELS` are shorthand.  A user flux
+subclasses :class:`SkyFlux` and defines ``__call__`` (JAX-traceable, broadcasting).
+
 * :func:`gaisser` — T. K. Gaisser, *Cosmic Rays and Particle Physics* (1990), as in the PDG
   review "Cosmic rays" (eq. 30.4): 0.14·E^-2.7·[1/(1 + 1.1·E·cosθ/115 GeV) +
   0.054/(1 + 1.1·E·cosθ/850 GeV)] cm⁻² s⁻¹ sr⁻¹ GeV⁻¹ (flat Earth, valid for E ≳ 100/cosθ GeV).
@@ -14,13 +19,14 @@ ratio :data:`MU_PLUS_OVER_MU_MINUS` splits them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import jax.numpy as jnp
 import numpy as np
 
 from ppl_bmc import _checks
+from ppl_bmc.physics.constants import MUON_MASS
 
-#: Muon mass (GeV), PDG 2024.
-MUON_MASS = 0.1056583755
 #: μ⁺/μ⁻ charge ratio used by PUMAS/mulder for the GCCLY flux.
 MU_PLUS_OVER_MU_MINUS = 1.2766
 #: Chirkin's cos θ* parameters (hep-ph/0407078), as quoted by Guan et al. 2015.
@@ -52,20 +58,56 @@ def _gaisser_form(energy, c):
     return 0.14 * (pion + kaon) * _CM2_TO_M2
 
 
-def gaisser(kinetic_energy, cos_zenith):
-    """Gaisser flux (μ⁺ + μ⁻), GeV⁻¹ m⁻² s⁻¹ sr⁻¹; ``kinetic_energy`` in GeV, broadcasting shapes."""
-    k, c = _checked(kinetic_energy, cos_zenith)
-    energy = k + MUON_MASS
-    return energy**-2.7 * _gaisser_form(energy, c)
+class SkyFlux(ABC):
+    """Base class of open-sky fluxes: ``__call__(kinetic_energy, cos_zenith)`` → differential flux
+    (GeV⁻¹ m⁻² s⁻¹ sr⁻¹) of μ⁺ + μ⁻ at K (GeV, > 0) and cos zenith (in [0, 1]), broadcasting.
+
+    Subclasses must be immutable and hashable by value (they are static under ``jit``); a frozen
+    dataclass is the simplest way.
+    """
+
+    @abstractmethod
+    def __call__(self, kinetic_energy, cos_zenith):
+        """Differential flux, GeV⁻¹ m⁻² s⁻¹ sr⁻¹; ``kinetic_energy`` in GeV."""
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
 
 
-def gccly(kinetic_energy, cos_zenith):
-    """GCCLY flux (μ⁺ + μ⁻) at sea level, GeV⁻¹ m⁻² s⁻¹ sr⁻¹; ``kinetic_energy`` in GeV."""
-    k, c = _checked(kinetic_energy, cos_zenith)
-    energy = k + MUON_MASS
-    c = cos_theta_star(c)
-    low = energy * (1.0 + 3.64 / (energy * c**1.29))
-    return low**-2.7 * _gaisser_form(energy, c)
+class _Formula(SkyFlux):
+    """A flux with no parameters: all its instances are equal."""
+
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+    def __hash__(self):
+        return hash(type(self).__name__)
+
+
+class Gaisser(_Formula):
+    """Gaisser flux (μ⁺ + μ⁻), GeV⁻¹ m⁻² s⁻¹ sr⁻¹, flat Earth (see the module docstring)."""
+
+    def __call__(self, kinetic_energy, cos_zenith):
+        k, c = _checked(kinetic_energy, cos_zenith)
+        energy = k + MUON_MASS
+        return energy**-2.7 * _gaisser_form(energy, c)
+
+
+class GCCLY(_Formula):
+    """GCCLY flux (μ⁺ + μ⁻) at sea level, GeV⁻¹ m⁻² s⁻¹ sr⁻¹ (Guan et al. 2015; PUMAS's default)."""
+
+    def __call__(self, kinetic_energy, cos_zenith):
+        k, c = _checked(kinetic_energy, cos_zenith)
+        energy = k + MUON_MASS
+        c = cos_theta_star(c)
+        low = energy * (1.0 + 3.64 / (energy * c**1.29))
+        return low**-2.7 * _gaisser_form(energy, c)
+
+
+#: The Gaisser flux (a :class:`Gaisser` value): ``gaisser(K_gev, cos_zenith)``.
+gaisser = Gaisser()
+#: The GCCLY flux (a :class:`GCCLY` value): ``gccly(K_gev, cos_zenith)``.
+gccly = GCCLY()
 
 
 def charge_fraction(charge: int) -> float:
@@ -78,7 +120,7 @@ def charge_fraction(charge: int) -> float:
     raise ValueError(f"charge must be +1 or -1, got {charge!r}")
 
 
-class TabulatedFlux:
+class TabulatedFlux(SkyFlux):
     """A user flux tabulated on kinetic energy (GeV) × cos zenith, interpolated log-linearly.
 
     ``values[i, j]`` is the flux (GeV⁻¹ m⁻² s⁻¹ sr⁻¹, > 0) at ``kinetic_energy[i]`` and
@@ -95,6 +137,16 @@ class TabulatedFlux:
         if v.shape != (k.size, c.size) or not np.all(v > 0):
             raise ValueError(f"values must have shape {(k.size, c.size)} and be > 0")
         self._log_k, self._c, self._log_v = np.log(k), c, np.log(v)
+        self._key = tuple(a.tobytes() for a in (k, c, v)) + (v.shape,)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._key == self._key
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __repr__(self):
+        return f"TabulatedFlux({self._log_k.size} energies × {self._c.size} cos zenith)"
 
     def __call__(self, kinetic_energy, cos_zenith):
         lk = jnp.log(jnp.asarray(kinetic_energy))
@@ -110,4 +162,19 @@ class TabulatedFlux:
         return jnp.exp(log_flux)
 
 
+#: Sky fluxes by name (shorthand for the values).
 MODELS = {"gccly": gccly, "gaisser": gaisser}
+
+
+def get(sky, name: str = "sky") -> SkyFlux:
+    """The :class:`SkyFlux` ``sky`` itself, or the one a name in :data:`MODELS` stands for;
+    ``ValueError`` naming the argument ``name`` otherwise."""
+    if isinstance(sky, SkyFlux):
+        return sky
+    if isinstance(sky, str) and sky in MODELS:
+        return MODELS[sky]
+    raise ValueError(f"{name} must be a ppl_bmc.flux.SkyFlux or one of {sorted(MODELS)}, got {sky!r}")
+
+
+__all__ = ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "gccly", "gaisser", "MODELS", "get", "cos_theta_star",
+           "charge_fraction", "MU_PLUS_OVER_MU_MINUS", "CHIRKIN_P"]

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl_bmc import _checks
-from ppl_bmc.physics.flux import MUON_MASS
+from ppl_bmc.physics.constants import MUON_MASS
+
+__all__ = ["Material", "names", "get", "custom", "check_composition"]
 
 _DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "materials.npz")
 
@@ -44,6 +46,17 @@ class Material:
         self._proper = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(self._log_k))])
         self.k_min, self.k_max = float(np.exp(self._log_k[0])), float(np.exp(self._log_k[-1]))
         self.r_min, self.r_max = float(np.exp(self._log_r[0])), float(np.exp(self._log_r[-1]))
+
+        tables = (self._log_k, self._log_s, self._log_r, self._log_t)
+        self._key = (self.name, self.density) + tuple(t.tobytes() for t in tables)
+
+    # A value (static under jit): equal tables and density make equal materials, so a material
+    # rebuilt with the same numbers reuses compiled code.
+    def __eq__(self, other):
+        return isinstance(other, Material) and other._key == self._key
+
+    def __hash__(self):
+        return hash(self._key)
 
     def __repr__(self):
         return f"Material({self.name!r}, density={self.density} kg/m³)"
@@ -132,11 +145,15 @@ def names() -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def get(name: str) -> Material:
-    """The tabulated material ``name`` (see :func:`names`); ``ValueError`` for unknown names."""
+def get(name, argument: str = "material") -> Material:
+    """The tabulated material ``name`` (see :func:`names`), or ``name`` itself when it is a
+    :class:`Material`; ``ValueError`` naming ``argument`` otherwise."""
+    if isinstance(name, Material):
+        return name
     known = names()
     if name not in known:
-        raise ValueError(f"unknown material {name!r}; known materials: {', '.join(known)}")
+        raise ValueError(f"{argument} must be a ppl_bmc.materials.Material or one of {', '.join(known)}; "
+                         f"got {name!r}")
     t = _tables()
     return Material(name, t[f"{name}/density"], t["kinetic_energy"], t[f"{name}/stopping_power"],
                     t[f"{name}/csda_range"], t[f"{name}/transport_path"])

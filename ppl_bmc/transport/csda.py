@@ -1,26 +1,23 @@
-"""Backward CSDA transport of muons through a uniform slab (straight line, no scattering).
+"""Backward CSDA transport of muons: the one BMC kernel and the deterministic quadrature.
 
-Backward over a step of grammage X the kinetic energy grows, ``R(K') = R(K) + X``, and the
-weight gains the Jacobian ``S(K')/S(K)``.  Detector-side energies are sampled log-uniformly on
-[k_min, k_max] (weight ``K·ln(k_max/k_min)``); at the sky the weight is multiplied by the
-open-sky flux at ``K'``.  Sky-side energies above the table's top (1e9 GeV) get weight 0 (the
-flux there is < 1e-20 of its value at 1 GeV).  With ``decay=True`` each step also carries the
-survival probability ``exp(−c·Δτ/cτ)``, c·Δτ = ∫(m/p) dl, cτ = 658.654 m (PDG): negligible in
-rock, not in air.
+:class:`MuonKernel` walks one muon backward from a detector to the sky along a
+:class:`~ppl_bmc.transport.paths.Path` (a slab's line of sight, or a density field), with the
+physics of :mod:`ppl_bmc.transport.muon`: a log-uniform detector-side energy, a CSDA advance
+per step (Jacobian ``S(K')/S(K)``), the decay weight, optional multiple scattering (2-D, in the
+plane of view) and the sky flux at the exit.  :func:`straight_line_flux` integrates the same
+physics over energy with Gauss-Legendre nodes (straight line, no scattering).
 
-Multiple scattering (``scattering=True``, 2-D in the plane of view): after each step the
-direction turns by δ = √(g/λ(K))·z, z a standard normal drawn from the step's uniform, g the
-step's axis grammage and λ(K) the transport path (kg/m²) at the energy reached: the projected
-small-angle variance s/λ₁.  The next step's path grammage is g/cos(angle).  Each step is
-inverted exactly (the deflection uses only the post-step state), so the replay adjoint is exact
-although the path moves with the opacity; the estimator is a smooth function of the opacity
-for a fixed key.  Muons turned sideways (|angle| ≥ 90°) or exiting below the horizon get weight 0.
+Multiple scattering (``scattering=True``): after each step the direction turns by
+δ = √(g/λ(K))·z, z a standard normal drawn from the step's uniform, g the path's
+:meth:`~ppl_bmc.transport.paths.Path.scattering_grammage` and λ(K) the transport path (kg/m²)
+at the energy reached: the projected small-angle variance s/λ₁.  Each step is inverted exactly
+(the deflection uses only the post-step state), so the replay adjoint is exact although the
+path moves with the parameters.  Muons turned sideways or exiting below the horizon get weight 0.
 
-State: ``(R, K, log S(K), proper grammage, λ(K), angle)`` — the CSDA range carries the walk; the
-other columns come from one table search per step.  Parameters: the slab's opacity in m.w.e.
-along the line of sight (scalar; 1 m.w.e. = 1000 kg/m²).  Context: the zenith angle (rad).
-The path (energies) depends on the opacity, so the replay adjoint runs backward with
-:meth:`SlabKernel.inverse`.
+The energies (and with scattering the directions) depend on the parameters, so the replay
+adjoint runs backward; the step is split (``split_step``): a segment's grammage — for a field,
+the expensive ray integral — depends only on the position and direction, so on the way back one
+``vjp`` of it yields both the earlier range and the step's cotangent.
 """
 
 from __future__ import annotations
@@ -30,104 +27,93 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtri
 
-from ppl_bmc.physics.flux import MUON_MASS
 from ppl_bmc.transport.kernel import Kernel
+from ppl_bmc.transport.muon import (
+    MuonState,
+    csda_advance,
+    csda_retreat,
+    deflection,
+    energy_at,
+    rotate,
+    sample_energy,
+    sky_log_weight,
+)
+from ppl_bmc.transport.paths import Path
 
-MWE = 1000.0  # kg/m² per metre water equivalent
-#: Muon c·τ in metres (PDG 2024: τ = 2.1969811 µs).
-MUON_CTAU = 658.654
+__all__ = ["MuonKernel", "straight_line_flux"]
 
 
 @dataclass(frozen=True, eq=False)
-class SlabKernel(Kernel):
-    """One muon crossing a uniform slab in ``n_steps`` equal steps of axis grammage.
+class MuonKernel(Kernel):
+    """One muon from a detector along ``path`` to the sky (a :class:`~ppl_bmc.transport.Kernel`).
 
-    Static fields: the material, the sky flux model, the detector-side energy range (GeV), the
-    number of steps, whether to include decay and multiple scattering.
+    Static fields: the :class:`~ppl_bmc.transport.paths.Path`, the energy-loss ``material``
+    (:class:`~ppl_bmc.physics.materials.Material`), the ``sky_flux`` (a callable of (K GeV,
+    cos zenith) → GeV⁻¹ m⁻² s⁻¹ sr⁻¹), the highest detector-side energy ``k_max`` (GeV), and
+    whether to include ``decay`` and ``scattering``.  ``ctx`` per reading: the path's, plus
+    ``k_min`` (GeV).  State: :class:`~ppl_bmc.transport.muon.MuonState`.
     """
 
+    path: Path
     material: object
     sky_flux: object
-    k_min: float
     k_max: float
-    n_steps: int
     decay: bool = True
     scattering: bool = False
-    n_init_uniforms: int = 1
     path_depends_on_params: bool = True
+    split_step: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.path, Path):
+            raise ValueError(f"path must be a ppl_bmc.transport.paths.Path, got {type(self.path).__name__}")
+        if self.scattering:
+            if self.path.ndim != 2:
+                raise ValueError("multiple scattering is available in 2-D only (the plane of view)")
+            self.path.scattering_grammage(0.0)  # raises when the path has none
+
+    @property
+    def n_init_uniforms(self):
+        return self.path.ndim  # D − 1 direction coordinates, then the energy
 
     @property
     def n_step_uniforms(self):
         return 1 if self.scattering else 0
 
-    def _step_grammage(self, params):
-        return MWE * params / self.n_steps
-
-    def state_at_energy(self, kinetic_energy):
-        """The state ``(R, K, log S, proper grammage, λ, angle)`` of muons of kinetic energy K (GeV)."""
-        m = self.material
-        return self.state_at_range(m.interp(kinetic_energy, m._log_k, m._log_r), jnp.zeros_like(kinetic_energy))
-
-    def state_at_range(self, grammage, angle):
-        """The state at CSDA range ``grammage`` (kg/m²), clipped to the table, moving at ``angle``."""
-        r = jnp.clip(grammage, self.material.r_min, self.material.r_max)
-        return (r, *self.material.columns_at_range(r), angle)
-
-    def _deflection(self, step_grammage, transport_path, u):
-        # projected small-angle variance: axis grammage / transport path (kg/m² over kg/m²)
-        return jnp.sqrt(step_grammage / transport_path) * ndtri(jnp.clip(u[0], 1e-7, 1 - 1e-7))
-
     def init(self, params, ctx, u):
-        log_ratio = math.log(self.k_max / self.k_min)
-        k = self.k_min * jnp.exp(u[0] * log_ratio)
-        return self.state_at_energy(k), jnp.log(k * log_ratio)
+        position, d, omega = self.path.start(ctx, u[:-1])
+        k, log_w = sample_energy(u[-1], ctx["k_min"], self.k_max)
+        return MuonState(energy_at(self.material, k), position, d), log_w + jnp.log(omega)
 
-    def step(self, state, params, ctx, u, k):
-        r, _, log_s, proper, _, angle = state
-        g = self._step_grammage(params)
-        cos_a = jnp.cos(angle)
-        forward = cos_a > 0  # a muon turned sideways never crosses the slab: weight 0
-        r_new = r + g / jnp.where(forward, cos_a, 1.0)  # path grammage of this step
-        new = self.state_at_range(r_new, angle)
+    def segment(self, state, params, ctx, u, k):
+        """``(grammage kg/m², length m, ok)`` of the step starting at ``state``."""
+        return self.path.segment(state.position, state.direction, params)
+
+    def _deflection(self, energy, params, u):
+        return deflection(self.path.scattering_grammage(params), energy.transport_path, u[0])
+
+    def advance(self, state, seg, params, ctx, u, k):
+        grammage, length, ok = seg
+        energy, log_w = csda_advance(self.material, state.energy, grammage, length, decay=self.decay)
+        d = state.direction
         if self.scattering:  # deflect at the end of the step with the energy reached there
-            new = new[:5] + (angle + self._deflection(g, new[4], u),)
-        log_w = new[2] - log_s
-        if self.decay:
-            log_w = log_w - (new[3] - proper) / (self.material.density * MUON_CTAU)
-        return new, jnp.where(forward & (r_new <= self.material.r_max), log_w, -jnp.inf)
+            d = rotate(d, self._deflection(energy, params, u))
+        position = self.path.move(state.position, state.direction)
+        return MuonState(energy, position, d), jnp.where(ok, log_w, -jnp.inf)
 
-    def inverse(self, state, params, ctx, u, k):
-        r, _, _, _, transport, angle = state
-        g = self._step_grammage(params)
+    def rewind(self, state, params, ctx, u, k):
+        d = state.direction
         if self.scattering:
-            angle = angle - self._deflection(g, transport, u)
-        cos_a = jnp.cos(angle)
-        return self.state_at_range(r - g / jnp.where(cos_a > 0, cos_a, 1.0), angle)
+            d = rotate(d, -self._deflection(state.energy, params, u))
+        return MuonState(state.energy, self.path.move(state.position, d, -1.0), d)
+
+    def inverse_given(self, state, seg, params, ctx, u, k):
+        before = self.rewind(state, params, ctx, u, k)
+        return before._replace(energy=csda_retreat(self.material, state.energy, seg[0]))
 
     def final(self, state, params, ctx):
-        r, k_sky, angle = state[0], state[1], state[5]
-        cos_zenith = jnp.cos(ctx + angle)  # ctx: zenith angle of the line of sight (rad)
-        ok = (r < self.material.r_max) & (cos_zenith > 0)
-        flux = self.sky_flux(jnp.where(ok, k_sky, 1.0), jnp.where(ok, cos_zenith, 1.0))
-        return jnp.where(ok, jnp.log(flux), -jnp.inf)
-
-
-def decay_log_weight(material, proper_before, proper_after, grammage, length_m, kinetic_energy):
-    """log of the survival probability exp(−c·Δτ/cτ) over a step (≤ 0).
-
-    ``proper_*`` are :meth:`Material.proper_grammage` columns (kg/m²) at the step's ends,
-    ``grammage`` its opacity (kg/m²), ``length_m`` its length in the scene (m) and
-    ``kinetic_energy`` (GeV) the muon's energy at its sky-side end.  The proper length is
-    c·Δτ = Δproper / ρ̄ with ρ̄ = grammage / length (exact for a uniform density); where the
-    step is (nearly) empty of matter, c·Δτ = (m/p)·length.
-    """
-    empty = grammage <= 1e-6 * length_m
-    safe = jnp.where(empty, 1.0, grammage)
-    m_over_p = MUON_MASS / jnp.sqrt(kinetic_energy * (kinetic_energy + 2 * MUON_MASS))
-    c_dtau = jnp.where(empty, m_over_p * length_m, (proper_after - proper_before) * length_m / safe)
-    return -c_dtau / MUON_CTAU
+        left, cos_zenith = self.path.exit(state.position, state.direction, ctx)
+        return sky_log_weight(self.sky_flux, self.material, state.energy, cos_zenith, left)
 
 
 def straight_line_flux(material, sky_flux, grammage, length_m, cos_zenith, k_min, k_max, *, decay: bool,
@@ -137,24 +123,17 @@ def straight_line_flux(material, sky_flux, grammage, length_m, cos_zenith, k_min
     scene, arriving from zenith ``arccos(cos_zenith)`` (CSDA, no scattering).
 
     ``grammage``, ``length_m``, ``cos_zenith``, ``k_min`` broadcast together (any shape); the
-    integral over ln K uses ``n_nodes`` Gauss-Legendre nodes.
+    integral over ln K uses ``n_nodes`` Gauss-Legendre nodes, each node one step of the
+    kernel's physics.
     """
     x, w = np.polynomial.legendre.leggauss(n_nodes)
     dt = jnp.result_type(grammage)
     a, b = jnp.log(jnp.asarray(k_min, dt))[..., None], math.log(k_max)
     half = 0.5 * (b - a)
-    k_det = jnp.exp(half * jnp.asarray(x, dt) + 0.5 * (a + b))  # (..., N)
-    m = material
-    r0 = jnp.clip(m.interp(k_det, m._log_k, m._log_r), m.r_min, m.r_max)
-    _, log_s0, proper0, _ = m.columns_at_range(r0)
-    r1 = r0 + jnp.asarray(grammage, dt)[..., None]
-    ok = (r1 < m.r_max) & (jnp.asarray(cos_zenith, dt)[..., None] > 0)
-    k_sky, log_s1, proper1, _ = m.columns_at_range(jnp.clip(r1, m.r_min, m.r_max))
-    cosz = jnp.broadcast_to(jnp.asarray(cos_zenith, dt)[..., None], k_sky.shape)
-    log_f = log_s1 - log_s0 + jnp.log(sky_flux(jnp.where(ok, k_sky, 1.0), jnp.where(ok, cosz, 1.0)))
-    if decay:
-        g = jnp.broadcast_to(jnp.asarray(grammage, dt)[..., None], r1.shape)
-        length = jnp.broadcast_to(jnp.asarray(length_m, dt)[..., None], r1.shape)
-        log_f = log_f + decay_log_weight(m, proper0, proper1, g, length, k_sky)
-    integrand = jnp.where(ok, jnp.exp(log_f), 0.0) * k_det
-    return jnp.sum(half * jnp.asarray(w, dt) * integrand, axis=-1)
+    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (grammage, length_m, cos_zenith, k_min))) + (n_nodes,)
+    k_det = jnp.broadcast_to(jnp.exp(half * jnp.asarray(x, dt) + 0.5 * (a + b)), shape)  # (..., N)
+    along = lambda v: jnp.broadcast_to(jnp.asarray(v, dt)[..., None], k_det.shape)
+    energy, log_w = csda_advance(material, energy_at(material, k_det), along(grammage), along(length_m),
+                                 decay=decay)
+    log_f = log_w + sky_log_weight(sky_flux, material, energy, along(cos_zenith))
+    return jnp.sum(half * jnp.asarray(w, dt) * jnp.exp(log_f) * k_det, axis=-1)

@@ -31,7 +31,7 @@ pieces instead of ``step`` and ``inverse``:
 * :meth:`Kernel.segment` ``(state, params, …) → seg``: the expensive part, reading only the
   *path* leaves of the state (those :meth:`Kernel.rewind` restores);
 * :meth:`Kernel.advance` ``(state, seg, params, …) → (new_state, log_w)``;
-* :meth:`Kernel.rewind` ``(state_after, …) → state``: the state before the step with correct
+* :meth:`Kernel.rewind` ``(state_after, params, …) → state``: the state before the step with correct
   path leaves (the others may be anything);
 * :meth:`Kernel.inverse_given` ``(state_after, seg, params, …) → state_before``.
 
@@ -42,8 +42,12 @@ both the inverse and the step's cotangent) instead of twice.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 
-class Kernel:
+__all__ = ["Kernel"]
+
+
+class Kernel(ABC):
     """Base class of BMC kernels (one particle, one reading, pure functions).
 
     Attributes
@@ -64,9 +68,16 @@ class Kernel:
     path_depends_on_params: bool = True
     split_step: bool = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = lambda name: getattr(cls, name) is not getattr(Kernel, name)
+        split = ("segment", "advance", "rewind", "inverse_given")
+        if not (own("step") or all(map(own, split))):  # checked when the class is defined
+            raise TypeError(f"{cls.__name__} must define step, or split_step = True with {', '.join(split)}")
+
+    @abstractmethod
     def init(self, params, ctx, u):
         """Initial ``(state, log_w0)`` of one particle from its ``n_init_uniforms`` uniforms."""
-        raise NotImplementedError
 
     def step(self, state, params, ctx, u, k):
         """One backward step ``k`` (1-based, a traced int): returns ``(new_state, log_w_k)``."""
@@ -77,7 +88,7 @@ class Kernel:
     def inverse(self, state, params, ctx, u, k):
         """The state before step ``k`` given the state after it and the same uniforms."""
         if self.split_step:
-            seg = self.segment(self.rewind(state, ctx, u, k), params, ctx, u, k)
+            seg = self.segment(self.rewind(state, params, ctx, u, k), params, ctx, u, k)
             return self.inverse_given(state, seg, params, ctx, u, k)
         raise NotImplementedError(
             f"{type(self).__name__} has no inverse step; ReplayAdjoint needs one when "
@@ -92,7 +103,7 @@ class Kernel:
         """Split step: ``(new_state, log_w_k)`` from the state before step ``k`` and its segment."""
         raise NotImplementedError
 
-    def rewind(self, state, ctx, u, k):
+    def rewind(self, state, params, ctx, u, k):
         """Split step: the state before step ``k`` with correct path leaves (others arbitrary)."""
         raise NotImplementedError
 

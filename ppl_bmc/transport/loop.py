@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+__all__ = ["Streams", "vmap2", "init", "step", "inverse", "split_parts", "final", "run"]
+
 
 @jax.tree_util.register_pytree_node_class
 class Streams:
@@ -66,7 +68,7 @@ def inverse(kernel, state, params, ctx, streams, k, dtype):
 
 def split_parts(kernel, streams, k, dtype):
     """Batched pieces of a split step ``k`` (see :class:`~ppl_bmc.transport.Kernel`), uniforms bound:
-    ``(segment(state, params, ctx), advance(state, seg, params, ctx), rewind(state, ctx),
+    ``(segment(state, params, ctx), advance(state, seg, params, ctx), rewind(state, params, ctx),
     inverse_given(state, seg, params, ctx))``."""
     u = streams.uniforms(k, kernel.n_step_uniforms, dtype)
     seg_axes = (0, 0, None, None, 0, None)  # (state, seg, params, ctx, u, k), inner
@@ -78,8 +80,8 @@ def split_parts(kernel, streams, k, dtype):
     def advance(state, seg, params, ctx):
         return vmap2(kernel.advance, seg_axes, seg_outer)(state, seg, params, ctx, u, k)
 
-    def rewind(state, ctx):
-        return vmap2(kernel.rewind, (0, None, 0, None), (0, 0, 0, None))(state, ctx, u, k)
+    def rewind(state, params, ctx):
+        return vmap2(kernel.rewind, STEP_INNER, STEP_OUTER)(state, params, ctx, u, k)
 
     def inverse_given(state, seg, params, ctx):
         return vmap2(kernel.inverse_given, seg_axes, seg_outer)(state, seg, params, ctx, u, k)

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 
 from ppl_bmc.transport.kernel import Kernel
 
+__all__ = ["ToyKernel", "mixing_density", "MATERIAL_A", "MATERIAL_B", "ATTENUATION", "TURN"]
+
 #: Material weights A and B of the paper's toy.
 MATERIAL_A = 0.9
 MATERIAL_B = 0.01

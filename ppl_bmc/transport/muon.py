@@ -1,0 +1,132 @@
+"""The muon physics of backward transport, written once: state, energy sampling, CSDA advance,
+decay, multiple-scattering deflection and the sky weight.
+
+Every function here is pure and elementwise over leading axes, so the same code serves one
+particle inside a BMC kernel (:class:`ppl_bmc.transport.csda.MuonKernel`) and the arrays of
+energy nodes of the deterministic quadrature (:func:`ppl_bmc.transport.csda.straight_line_flux`).
+
+Backward in the continuous-slowing-down approximation (CSDA), over a step of grammage X the
+kinetic energy grows, ``R(K') = R(K) + X``, and the weight gains the Jacobian ``S(K')/S(K)``
+(S the stopping power per unit grammage, R the CSDA range).  Detector-side energies are sampled
+log-uniformly on [k_min, k_max] (weight ``K·ln(k_max/k_min)``).  Decay multiplies the weight by the
+survival probability ``exp(−c·Δτ/cτ)``.  At the sky the weight is multiplied by the open-sky flux
+at the exit energy and zenith.  Energies beyond the table's top (1e9 GeV; the flux there is
+< 1e-20 of its value at 1 GeV) get weight 0 — a log-weight of ``-inf`` whose *gradient* stays
+finite (double ``where``).
+
+Units: GeV (energies), kg/m² (grammages, ranges, transport paths), m (lengths), rad (angles).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtri
+
+from ppl_bmc.physics.constants import MUON_CTAU, MUON_MASS
+
+__all__ = ["MuonEnergy", "MuonState", "sample_energy", "energy_at", "energy_at_range", "csda_advance",
+           "csda_retreat", "decay_log_weight", "deflection", "rotate", "sky_log_weight"]
+
+
+class MuonEnergy(NamedTuple):
+    """The energy columns of a muon, from one table search at its CSDA range (any leading shape).
+
+    Fields: ``csda_range`` R (kg/m²), ``kinetic_energy`` K (GeV), ``log_stopping`` log S(K)
+    (S in GeV·m²/kg), ``proper`` the proper grammage ∫(m/p) dX from the table's bottom (kg/m²,
+    for the decay weight) and ``transport_path`` λ(K) (kg/m², for multiple scattering).
+    """
+
+    csda_range: jax.Array
+    kinetic_energy: jax.Array
+    log_stopping: jax.Array
+    proper: jax.Array
+    transport_path: jax.Array
+
+
+class MuonState(NamedTuple):
+    """One muon of a backward walk: its :class:`MuonEnergy`, ``position`` (D,) m and unit
+    ``direction`` (D,) of travel backward (towards the sky)."""
+
+    energy: MuonEnergy
+    position: jax.Array
+    direction: jax.Array
+
+
+def sample_energy(u, k_min, k_max):
+    """Detector-side kinetic energy log-uniform on [k_min, k_max] GeV from a uniform ``u`` in
+    [0, 1): ``(K, log weight)``, weight ``K·ln(k_max/k_min)`` (the inverse proposal density)."""
+    log_ratio = jnp.log(k_max / k_min)
+    k = k_min * jnp.exp(u * log_ratio)
+    return k, jnp.log(k * log_ratio)
+
+
+def energy_at_range(material, grammage):
+    """The :class:`MuonEnergy` at CSDA range ``grammage`` (kg/m²) of ``material``, clipped to its table."""
+    r = jnp.clip(grammage, material.r_min, material.r_max)
+    return MuonEnergy(r, *material.columns_at_range(r))
+
+
+def energy_at(material, kinetic_energy):
+    """The :class:`MuonEnergy` of muons of kinetic energy K (GeV) in ``material``."""
+    return energy_at_range(material, material.interp(kinetic_energy, material._log_k, material._log_r))
+
+
+def decay_log_weight(material, proper_before, proper_after, grammage, length_m, kinetic_energy):
+    """log of the survival probability exp(−c·Δτ/cτ) over a step (≤ 0).
+
+    ``proper_*`` are the :class:`MuonEnergy` ``proper`` columns (kg/m²) at the step's ends,
+    ``grammage`` its opacity (kg/m²), ``length_m`` its length (m) and ``kinetic_energy`` (GeV) the
+    muon's energy at its sky-side end.  The proper length is c·Δτ = Δproper / ρ̄ with
+    ρ̄ = grammage / length (exact for a uniform density); where the step is (nearly) empty of
+    matter, c·Δτ = (m/p)·length.
+    """
+    empty = grammage <= 1e-6 * length_m
+    safe = jnp.where(empty, 1.0, grammage)
+    m_over_p = MUON_MASS / jnp.sqrt(kinetic_energy * (kinetic_energy + 2 * MUON_MASS))
+    c_dtau = jnp.where(empty, m_over_p * length_m, (proper_after - proper_before) * length_m / safe)
+    return -c_dtau / MUON_CTAU
+
+
+def csda_advance(material, energy, grammage, length_m, *, decay: bool):
+    """One backward CSDA step of ``grammage`` kg/m² and ``length_m`` m: ``(new energy, log_w)``.
+
+    ``log_w`` is the Jacobian ``log S(K') − log S(K)`` plus, with ``decay``, the survival
+    probability; ``-inf`` when the range leaves the table's top.
+    """
+    r_new = energy.csda_range + grammage
+    new = energy_at_range(material, r_new)
+    log_w = new.log_stopping - energy.log_stopping
+    if decay:
+        log_w = log_w + decay_log_weight(material, energy.proper, new.proper, grammage, length_m,
+                                         new.kinetic_energy)
+    return new, jnp.where(r_new <= material.r_max, log_w, -jnp.inf)
+
+
+def csda_retreat(material, energy, grammage):
+    """The inverse of :func:`csda_advance`: the energy before a step of ``grammage`` kg/m²."""
+    return energy_at_range(material, energy.csda_range - grammage)
+
+
+def deflection(grammage, transport_path, u):
+    """Projected multiple-scattering angle (rad) over ``grammage`` kg/m² at transport path
+    ``transport_path`` kg/m², from a uniform ``u``: ``√(grammage/λ)·z`` with z standard normal
+    (the small-angle variance s/λ₁ of one projection)."""
+    return jnp.sqrt(grammage / transport_path) * ndtri(jnp.clip(u, 1e-7, 1 - 1e-7))
+
+
+def rotate(direction, angle):
+    """A 2-D direction ``(d0, d1)`` turned by ``angle`` rad (from axis 1 towards axis 0)."""
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    return jnp.stack([direction[..., 0] * c + direction[..., 1] * s,
+                      direction[..., 1] * c - direction[..., 0] * s], axis=-1)
+
+
+def sky_log_weight(sky_flux, material, energy, cos_zenith, ok=True):
+    """log of the open-sky flux (GeV⁻¹ m⁻² s⁻¹ sr⁻¹) at the exit energy and ``cos_zenith``;
+    ``-inf`` where not ``ok``, below the horizon or beyond the table's top."""
+    ok = ok & (energy.csda_range < material.r_max) & (cos_zenith > 0)
+    flux = sky_flux(jnp.where(ok, energy.kinetic_energy, 1.0), jnp.where(ok, cos_zenith, 1.0))
+    return jnp.where(ok, jnp.log(flux), -jnp.inf)

@@ -1,0 +1,134 @@
+"""Where a muon's steps go: the geometry side of the muon kernel.
+
+A :class:`Path` tells :class:`ppl_bmc.transport.csda.MuonKernel` how a particle starts (its
+position, direction and the solid angle it stands for), what each step crosses (its grammage
+and length) and where it leaves for the sky; the kernel supplies the physics
+(:mod:`ppl_bmc.transport.muon`).  Paths are small immutable values, static under ``jit``.
+
+* :class:`LineOfSight` — a uniform slab along one zenith angle (``transmitted_flux``):
+  ``params`` is the opacity in m.w.e., every step crosses the same axis grammage.
+* :class:`FieldPath` — straight steps of ``step_m`` metres through a density field from a
+  detector's bin (``expected_counts``): ``params`` are the field's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from ppl_bmc.geometry.field import Field
+from ppl_bmc.geometry.rays import box_interval, direction
+from ppl_bmc.physics.constants import MWE
+
+__all__ = ["Path", "LineOfSight", "FieldPath", "EXIT_TOLERANCE_M"]
+
+#: A particle counts as out of the scene when less than this much of its line (m) is left inside.
+EXIT_TOLERANCE_M = 1e-3
+
+
+class Path(ABC):
+    """The geometry of a backward walk (one particle; pure functions).
+
+    ``ndim`` is the dimension of positions and directions; :meth:`start` reads ``ndim − 1``
+    uniforms (the kernel draws one more, for the energy).
+    """
+
+    ndim: int = 2
+
+    @abstractmethod
+    def start(self, ctx, u):
+        """``(position (D,) m, direction (D,), omega)`` of a particle of the reading ``ctx`` from
+        ``ndim − 1`` uniforms; ``omega`` (sr, or 1) multiplies the initial weight."""
+
+    @abstractmethod
+    def segment(self, position, direction, params):
+        """``(grammage kg/m², length m, ok)`` of the step starting at ``position`` along
+        ``direction``; ``ok`` False gives the particle weight 0."""
+
+    @abstractmethod
+    def move(self, position, direction, sign=1.0):
+        """The position after a step along ``direction`` (``sign=-1``: before it)."""
+
+    @abstractmethod
+    def exit(self, position, direction, ctx):
+        """``(left, cos_zenith)``: whether the particle has left the matter for the sky, and
+        the cosine of its zenith angle there."""
+
+    def scattering_grammage(self, params):
+        """The grammage (kg/m²) that sets each step's multiple-scattering deflection; it must not
+        depend on the path (the replay adjoint inverts the deflection before the segment)."""
+        raise ValueError(f"multiple scattering is not available on a {type(self).__name__} yet: "
+                         "only along a LineOfSight (transmitted_flux(..., scattering=True))")
+
+
+@dataclass(frozen=True)
+class LineOfSight(Path):
+    """A uniform slab crossed in ``n_steps`` equal steps of axis grammage along one line of sight.
+
+    Frame: the line of sight is axis 1 of a 2-D plane of view; a deflected particle's path
+    grammage per step is the axis grammage over cos(angle) and its length that over ``density``
+    (kg/m³, the material's nominal one).  ``params``: the opacity along the line of sight
+    (m.w.e., scalar).  ``ctx``: ``{"zenith": rad, "k_min": GeV}``.
+    """
+
+    n_steps: int
+    density: float
+    ndim: int = 2
+
+    def start(self, ctx, u):
+        del u  # the direction is the line of sight
+        dt = jnp.result_type(ctx["zenith"])
+        return jnp.zeros(2, dt), jnp.array([0.0, 1.0], dt), 1.0
+
+    def scattering_grammage(self, params):
+        return MWE * params / self.n_steps
+
+    def segment(self, position, direction, params):
+        cos_a = direction[1]
+        forward = cos_a > 0  # a muon turned sideways never crosses the slab
+        grammage = self.scattering_grammage(params) / jnp.where(forward, cos_a, 1.0)
+        return grammage, grammage / self.density, forward
+
+    def move(self, position, direction, sign=1.0):
+        return position  # only the grammage matters along a line of sight
+
+    def exit(self, position, direction, ctx):
+        z = ctx["zenith"]  # cos(zenith + angle) with direction (sin angle, cos angle)
+        return True, jnp.cos(z) * direction[1] - jnp.sin(z) * direction[0]
+
+
+@dataclass(frozen=True)
+class FieldPath(Path):
+    """Straight steps of ``step_m`` metres from a detector through ``field`` to the sky.
+
+    ``ctx`` per reading: ``origin`` (D,) m, bin ``lo``/``hi`` (D − 1,) in sampling coordinates
+    (α in 2-D; cos θ and φ in 3-D), ``omega`` (sr), ``k_min`` (GeV).  Directions are uniform in
+    solid angle within the bin.  A step's opacity is the field's exact ray integral; a particle
+    leaves when less than :data:`EXIT_TOLERANCE_M` of its line is left inside the field's box.
+    """
+
+    field: Field
+    step_m: float
+
+    @property
+    def ndim(self):
+        return self.field.ndim
+
+    def start(self, ctx, u):
+        coords = ctx["lo"] + u * (ctx["hi"] - ctx["lo"])
+        return ctx["origin"], direction(coords, self.ndim), ctx["omega"]
+
+    def segment(self, position, direction, params):
+        x = self.field.integrate(position, direction, 0.0, self.step_m, params, max_span=self.step_m)
+        t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
+        length = jnp.clip(t_out, 0.0, self.step_m) - jnp.clip(t_in, 0.0, self.step_m)
+        return x, length, True
+
+    def move(self, position, direction, sign=1.0):
+        return position + sign * self.step_m * direction
+
+    def exit(self, position, direction, ctx):
+        t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
+        return (t_out - t_in) <= EXIT_TOLERANCE_M, direction[-1]
