@@ -192,11 +192,10 @@ def build(config, data, *, key, grid=None):
     n = int(grid or cfg["grid"])
     prior = nppl.log_density_prior((n, n), mean_density=cfg["density"], sd_log=cfg["sd_log"],
                                    length=cfg["length_voxels"])
-    if cfg["method"] == "bmc":  # common random numbers: one fixed key for the whole fit
-        method = ppl_bmc.BMC(key, int(cfg["n_particles"]), int(cfg["n_steps"]) or None)
-    else:
-        method = ppl_bmc.Quadrature()
-    model = nppl.field_model(scene(cfg, n), detectors(cfg), prior, method=method, record_expected=False)
+    # BMC: common random numbers, one fixed key for the whole fit; the quadrature takes no options
+    bmc = dict(key=key, n_particles=int(cfg["n_particles"]), n_steps=int(cfg["n_steps"]) or None)
+    model = nppl.field_model(scene(cfg, n), detectors(cfg), prior, method=cfg["method"],
+                             **(bmc if cfg["method"] == "bmc" else {}), record_expected=False)
     counts = None if data is None else jnp.asarray(data["counts"])
     return model, {"counts": counts}
 

@@ -41,10 +41,8 @@ DEFAULT_PARTICLES, DEFAULT_STEPS = 100_000, 4
 def _transmitted(opacity_mwe, zenith, k_min, key, material, sky, k_max, decay, scattering, n_particles, n_steps,
                  adjoint):
     if key is None:  # the quadrature
-        grammage = MWE * opacity_mwe
-        return straight_line_flux(material, sky, grammage, grammage / material.density, jnp.cos(zenith), k_min, k_max,
-                                  decay=decay)
-    kernel = MuonKernel(LineOfSight(n_steps, material.density), material, sky, k_max, decay, scattering)
+        return straight_line_flux(material, sky, MWE * opacity_mwe, None, jnp.cos(zenith), k_min, k_max, decay=decay)
+    kernel = MuonKernel(LineOfSight(n_steps), material, sky, k_max, decay, scattering)
     ctx = {"zenith": zenith[None], "k_min": k_min[None]}
     return mean_weight(kernel, opacity_mwe, ctx, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)[0]
 

@@ -46,7 +46,7 @@ def _flux_rows(x, cos, k_min, material, sky, k_max, decay):
 
     def row(args):
         c, k = args
-        flux = lambda g: straight_line_flux(material, sky, g, g / material.density, c, k, k_max, decay=decay)
+        flux = lambda g: straight_line_flux(material, sky, g, None, c, k, k_max, decay=decay)
         return jax.jvp(flux, (x,), (jnp.ones_like(x),))
 
     return jax.lax.map(row, (cos, k_min))

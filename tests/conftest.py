@@ -22,3 +22,15 @@ def x64():
 
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def small():
+    """A 4 × 4 voxel scene (2000 kg/m³) and a detector of 4 bins below it: (scene, densities, detector)."""
+    from ppl_bmc import Detector, Scene
+    from ppl_bmc.geometry import VoxelGrid
+    import jax.numpy as jnp
+    import numpy as np
+
+    grid = VoxelGrid((-20.0, 0.0), (20.0, 20.0), (4, 4))
+    return Scene(grid, step_m=5.0), jnp.full(grid.shape, 2000.0), Detector((0.0, 0.0), np.linspace(-40, 40, 5))

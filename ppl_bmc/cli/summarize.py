@@ -102,6 +102,26 @@ def _column(table, items, column):
     return np.array([float(table[column].get(label, np.nan)) for label, _, _ in items])
 
 
+def _inside_masks(module, config, post, items):
+    """Per element, whether it lies inside its site's ``MAPS`` mask (cells outside the scene carry
+    only the prior: never worth a panel); True where a site has no mask."""
+    import numpy as np
+
+    keep = np.ones(len(items), dtype=bool)
+    for site, spec in (getattr(module, "MAPS", None) or {}).items():
+        if not callable(spec.get("mask")) or site not in post:
+            continue
+        shape = tuple(post[site].shape[2:])
+        try:
+            mask = np.asarray(spec["mask"](config, shape), dtype=bool)
+        except Exception:  # noqa: BLE001 - the map figure names the failure
+            continue
+        for i, (_, s, idx) in enumerate(items):
+            if s == site and mask.shape == shape and len(idx) == mask.ndim:
+                keep[i] = bool(mask[idx])
+    return keep
+
+
 def _deviation_scores(table, items, centre_col):
     """|value − median of its site| / sd: the elements that stand out of a field."""
     import numpy as np
@@ -122,6 +142,7 @@ def summarize_folder(folder, *, module=None, var_names=None, quiet_warnings=Fals
     import matplotlib
 
     matplotlib.use("Agg")
+    import numpy as np
     import pandas as pd
 
     from ppl_bmc import infer
@@ -147,18 +168,18 @@ def summarize_folder(folder, *, module=None, var_names=None, quiet_warnings=Fals
     items = figures.elements(post, names)
     labels, units = getattr(module, "LABELS", None), getattr(module, "UNITS", None)
     mcmc = method in ("nuts", "hmc")
+    inside = _inside_masks(module, config, post, items)  # elements outside the scene come last
     if mcmc:
         table = infer.summary(data_tree, var_names=names)
-        scores = _column(table, items, "r_hat")
-        chosen = figures.pick_elements(items, scores)
+        chosen = figures.pick_elements(items, np.where(inside, _column(table, items, "r_hat"), np.nan))
         what = "the sites with the largest r̂" if len(chosen) < len(items) else ""
     elif method == "laplace":
         table = _draw_table(post, items)
-        chosen = figures.pick_elements(items, _deviation_scores(table, items, "mean"))
+        chosen = figures.pick_elements(items, np.where(inside, _deviation_scores(table, items, "mean"), np.nan))
         what = "the sites farthest from their field's median" if len(chosen) < len(items) else ""
     else:
         table = _map_table(post, items, (report.get("map") or {}).get("curvature"))
-        chosen = figures.pick_elements(items, _deviation_scores(table, items, "map"))
+        chosen = figures.pick_elements(items, np.where(inside, _deviation_scores(table, items, "map"), np.nan))
         what = "the sites farthest from their field's median" if len(chosen) < len(items) else ""
     shown_note = f" ({len(chosen)} of {len(items)} elements: {what})" if what else ""
     written = []

@@ -35,7 +35,6 @@ from ppl_bmc.transport.muon import (
     csda_retreat,
     deflection,
     energy_at,
-    rotate,
     sample_energy,
     sky_log_weight,
 )
@@ -71,6 +70,7 @@ class MuonKernel(Kernel):
             if self.path.ndim != 2:
                 raise ValueError("multiple scattering is available in 2-D only (the plane of view)")
             self.path.scattering_grammage(0.0)  # raises when the path has none
+            self.path.turn(0.0, 0.0)
 
     @property
     def n_init_uniforms(self):
@@ -97,14 +97,14 @@ class MuonKernel(Kernel):
         energy, log_w = csda_advance(self.material, state.energy, grammage, length, decay=self.decay)
         d = state.direction
         if self.scattering:  # deflect at the end of the step with the energy reached there
-            d = rotate(d, self._deflection(energy, params, u))
+            d = self.path.turn(d, self._deflection(energy, params, u))
         position = self.path.move(state.position, state.direction)
         return MuonState(energy, position, d), jnp.where(ok, log_w, -jnp.inf)
 
     def rewind(self, state, params, ctx, u, k):
         d = state.direction
         if self.scattering:
-            d = rotate(d, -self._deflection(state.energy, params, u))
+            d = self.path.turn(d, -self._deflection(state.energy, params, u))
         return MuonState(state.energy, self.path.move(state.position, d, -1.0), d)
 
     def inverse_given(self, state, seg, params, ctx, u, k):
@@ -120,7 +120,8 @@ def straight_line_flux(material, sky_flux, grammage, length_m, cos_zenith, k_min
                        n_nodes: int = 512):
     """Integrated flux (m⁻² s⁻¹ sr⁻¹) of muons with detector-side K in [k_min, k_max] GeV behind
     ``grammage`` kg/m² of ``material`` along a straight line of ``length_m`` metres in the
-    scene, arriving from zenith ``arccos(cos_zenith)`` (CSDA, no scattering).
+    scene (``None``: the material at its nominal density), arriving from zenith
+    ``arccos(cos_zenith)`` (CSDA, no scattering).
 
     ``grammage``, ``length_m``, ``cos_zenith``, ``k_min`` broadcast together (any shape); the
     integral over ln K uses ``n_nodes`` Gauss-Legendre nodes, each node one step of the
@@ -130,9 +131,10 @@ def straight_line_flux(material, sky_flux, grammage, length_m, cos_zenith, k_min
     dt = jnp.result_type(grammage)
     a, b = jnp.log(jnp.asarray(k_min, dt))[..., None], math.log(k_max)
     half = 0.5 * (b - a)
-    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (grammage, length_m, cos_zenith, k_min))) + (n_nodes,)
+    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (grammage, length_m, cos_zenith, k_min) if v is not None))
+    shape = shape + (n_nodes,)
     k_det = jnp.broadcast_to(jnp.exp(half * jnp.asarray(x, dt) + 0.5 * (a + b)), shape)  # (..., N)
-    along = lambda v: jnp.broadcast_to(jnp.asarray(v, dt)[..., None], k_det.shape)
+    along = lambda v: None if v is None else jnp.broadcast_to(jnp.asarray(v, dt)[..., None], k_det.shape)
     energy, log_w = csda_advance(material, energy_at(material, k_det), along(grammage), along(length_m),
                                  decay=decay)
     log_f = log_w + sky_log_weight(sky_flux, material, energy, along(cos_zenith))

@@ -28,7 +28,7 @@ from jax.scipy.special import ndtri
 from ppl_bmc.physics.constants import MUON_CTAU, MUON_MASS
 
 __all__ = ["MuonEnergy", "MuonState", "sample_energy", "energy_at", "energy_at_range", "csda_advance",
-           "csda_retreat", "decay_log_weight", "deflection", "rotate", "sky_log_weight"]
+           "csda_retreat", "decay_log_weight", "deflection", "sky_log_weight"]
 
 
 class MuonEnergy(NamedTuple):
@@ -47,8 +47,9 @@ class MuonEnergy(NamedTuple):
 
 
 class MuonState(NamedTuple):
-    """One muon of a backward walk: its :class:`MuonEnergy`, ``position`` (D,) m and unit
-    ``direction`` (D,) of travel backward (towards the sky)."""
+    """One muon of a backward walk: its :class:`MuonEnergy`, ``position`` (D,) m and
+    ``direction`` of travel backward (towards the sky): a unit vector (D,) in a field, the angle
+    to the line of sight (rad) along a :class:`~ppl_bmc.transport.paths.LineOfSight`."""
 
     energy: MuonEnergy
     position: jax.Array
@@ -81,8 +82,11 @@ def decay_log_weight(material, proper_before, proper_after, grammage, length_m, 
     ``grammage`` its opacity (kg/m²), ``length_m`` its length (m) and ``kinetic_energy`` (GeV) the
     muon's energy at its sky-side end.  The proper length is c·Δτ = Δproper / ρ̄ with
     ρ̄ = grammage / length (exact for a uniform density); where the step is (nearly) empty of
-    matter, c·Δτ = (m/p)·length.
+    matter, c·Δτ = (m/p)·length.  ``length_m=None``: the step is in ``material`` at its nominal
+    density, c·Δτ = Δproper / ρ.
     """
+    if length_m is None:
+        return -(proper_after - proper_before) / (material.density * MUON_CTAU)
     empty = grammage <= 1e-6 * length_m
     safe = jnp.where(empty, 1.0, grammage)
     m_over_p = MUON_MASS / jnp.sqrt(kinetic_energy * (kinetic_energy + 2 * MUON_MASS))
@@ -91,7 +95,8 @@ def decay_log_weight(material, proper_before, proper_after, grammage, length_m, 
 
 
 def csda_advance(material, energy, grammage, length_m, *, decay: bool):
-    """One backward CSDA step of ``grammage`` kg/m² and ``length_m`` m: ``(new energy, log_w)``.
+    """One backward CSDA step of ``grammage`` kg/m² and ``length_m`` m (``None``: in ``material`` at
+    its nominal density): ``(new energy, log_w)``.
 
     ``log_w`` is the Jacobian ``log S(K') − log S(K)`` plus, with ``decay``, the survival
     probability; ``-inf`` when the range leaves the table's top.
@@ -115,13 +120,6 @@ def deflection(grammage, transport_path, u):
     ``transport_path`` kg/m², from a uniform ``u``: ``√(grammage/λ)·z`` with z standard normal
     (the small-angle variance s/λ₁ of one projection)."""
     return jnp.sqrt(grammage / transport_path) * ndtri(jnp.clip(u, 1e-7, 1 - 1e-7))
-
-
-def rotate(direction, angle):
-    """A 2-D direction ``(d0, d1)`` turned by ``angle`` rad (from axis 1 towards axis 0)."""
-    c, s = jnp.cos(angle), jnp.sin(angle)
-    return jnp.stack([direction[..., 0] * c + direction[..., 1] * s,
-                      direction[..., 1] * c - direction[..., 0] * s], axis=-1)
 
 
 def sky_log_weight(sky_flux, material, energy, cos_zenith, ok=True):

@@ -45,7 +45,8 @@ class Path(ABC):
     @abstractmethod
     def segment(self, position, direction, params):
         """``(grammage kg/m², length m, ok)`` of the step starting at ``position`` along
-        ``direction``; ``ok`` False gives the particle weight 0."""
+        ``direction``; length ``None`` when the step is in the energy-loss material at its nominal
+        density; ``ok`` False gives the particle weight 0."""
 
     @abstractmethod
     def move(self, position, direction, sign=1.0):
@@ -55,6 +56,11 @@ class Path(ABC):
     def exit(self, position, direction, ctx):
         """``(left, cos_zenith)``: whether the particle has left the matter for the sky, and
         the cosine of its zenith angle there."""
+
+    def turn(self, direction, angle):
+        """The direction after a multiple-scattering deflection by ``angle`` (rad, in the plane
+        of view); ``turn(turn(d, a), -a) == d`` to float rounding."""
+        raise ValueError(f"multiple scattering is not available on a {type(self).__name__} yet")
 
     def scattering_grammage(self, params):
         """The grammage (kg/m²) that sets each step's multiple-scattering deflection; it must not
@@ -67,36 +73,37 @@ class Path(ABC):
 class LineOfSight(Path):
     """A uniform slab crossed in ``n_steps`` equal steps of axis grammage along one line of sight.
 
-    Frame: the line of sight is axis 1 of a 2-D plane of view; a deflected particle's path
-    grammage per step is the axis grammage over cos(angle) and its length that over ``density``
-    (kg/m³, the material's nominal one).  ``params``: the opacity along the line of sight
-    (m.w.e., scalar).  ``ctx``: ``{"zenith": rad, "k_min": GeV}``.
+    The direction is the angle (rad, a scalar) between a deflected particle and the line of
+    sight, in the plane of view; its path grammage per step is the axis grammage over
+    cos(angle), in the energy-loss material at its nominal density.  ``params``: the opacity along the line of sight (m.w.e., scalar).
+    ``ctx``: ``{"zenith": rad, "k_min": GeV}``.
     """
 
     n_steps: int
-    density: float
     ndim: int = 2
 
     def start(self, ctx, u):
         del u  # the direction is the line of sight
         dt = jnp.result_type(ctx["zenith"])
-        return jnp.zeros(2, dt), jnp.array([0.0, 1.0], dt), 1.0
+        return jnp.zeros(0, dt), jnp.zeros((), dt), 1.0  # no position (only grammage matters), angle 0
 
     def scattering_grammage(self, params):
         return MWE * params / self.n_steps
 
+    def turn(self, direction, angle):
+        return direction + angle
+
     def segment(self, position, direction, params):
-        cos_a = direction[1]
+        cos_a = jnp.cos(direction)
         forward = cos_a > 0  # a muon turned sideways never crosses the slab
         grammage = self.scattering_grammage(params) / jnp.where(forward, cos_a, 1.0)
-        return grammage, grammage / self.density, forward
+        return grammage, None, forward  # length None: the material at its nominal density
 
     def move(self, position, direction, sign=1.0):
         return position  # only the grammage matters along a line of sight
 
     def exit(self, position, direction, ctx):
-        z = ctx["zenith"]  # cos(zenith + angle) with direction (sin angle, cos angle)
-        return True, jnp.cos(z) * direction[1] - jnp.sin(z) * direction[0]
+        return True, jnp.cos(ctx["zenith"] + direction)
 
 
 @dataclass(frozen=True)

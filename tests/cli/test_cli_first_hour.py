@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from ppl_bmc import cli, infer
 from ppl_bmc.cli import protocol
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = os.path.join(ROOT, "models")
 SHIPPED = sorted(f[:-3] for f in os.listdir(MODELS) if f.endswith(".py") and not f.startswith("_"))
 COMMON = {"posterior.nc", "summary.csv", "trace.png", "diagnostics.json", "fit.toml", "report.txt"}
@@ -124,10 +125,18 @@ def test_many_site_traces_show_the_worst_r_hat_sites_named(fitted):
     assert infer.group(data, "log_likelihood")["counts"].dims == ("chain", "draw", "detector", "bin")
     items = figures.elements(post, ["log_density"])
     table = infer.summary(data, var_names=["log_density"])
-    chosen = figures.pick_elements(items, summarize._column(table, items, "r_hat"))
+    # only cells inside the pyramid are candidates: outside it the posterior is the prior
+    module = protocol.load_model("hidden_void")
+    config = tomllib.loads((out / "fit.toml").read_text())["model"]
+    inside = summarize._inside_masks(module, config, post, items)
+    assert 0 < inside.sum() < len(items)
+    scores = np.where(inside, summarize._column(table, items, "r_hat"), np.nan)
+    chosen = figures.pick_elements(items, scores)
     assert len(chosen) == figures.MAX_PANELS < len(items)
-    worst = table["r_hat"].sort_values(ascending=False, kind="stable").index[: len(chosen)]
+    worst = table["r_hat"][[label for (label, _, _), ok in zip(items, inside) if ok]]
+    worst = worst.sort_values(ascending=False, kind="stable").index[: len(chosen)]
     assert set(c[0] for c in chosen) == set(worst)
+    assert all(inside[items.index(c)] for c in chosen)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from ppl_bmc import cli, infer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY = os.path.join(ROOT, "models", "paper_toy.py")
 FIVE_GROUPS = ("posterior", "sample_stats", "observed_data", "posterior_predictive", "log_likelihood")
 TINY = ["--chains", "2", "--warmup", "50", "--samples", "50"]
