@@ -14,9 +14,12 @@ from ppl_bmc.physics import materials
 __all__ = ["Scene"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Scene:
     """Where muons travel: ``field`` inside its box, open sky beyond (air neglected).
+
+    A value: scenes with the same field object, material, sky and settings are equal (and share
+    compiled code).
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ import pytest
 
 import ppl_bmc
 from ppl_bmc import BMC, Detector, Quadrature, ReplayAdjoint, flux, materials, muography
-from ppl_bmc.adjoint import AutodiffAdjoint, mean_weight
+from ppl_bmc.adjoint import mean_weight
 from ppl_bmc.geometry import Layers, Scene, VoxelGrid
 from ppl_bmc.physics.constants import MUON_MASS, MWE
 from ppl_bmc.transport import loop
@@ -63,7 +63,8 @@ def test_slab_and_field_agree_for_a_uniform_layer(x64, zenith_deg, thickness_m):
     assert abs(other / f - 1) > 1e-6
 
 
-def test_scattering_step_inverts_exactly_and_adjoints_agree(x64):
+def test_scattering_step_inverts_exactly(x64):
+    # (the three adjoints through the scattering slab: tests/test_muography.py)
     rock = materials.get("standard_rock")
     kernel = MuonKernel(LineOfSight(6), rock, flux.gccly, 1e3, scattering=True)
     ctx = {"zenith": jnp.full(1, 0.4), "k_min": jnp.full(1, 1.0)}
@@ -84,10 +85,6 @@ def test_scattering_step_inverts_exactly_and_adjoints_agree(x64):
     errors, state = walk(x)
     assert float(errors.max()) <= 1.0, errors
     assert float(jnp.std(state.direction)) > 1e-3  # the particles were deflected (angle to the line of sight)
-    fn = lambda a: jax.grad(lambda v: mean_weight(kernel, v, ctx, jax.random.key(1), n_particles=200, n_steps=6,
-                                                 adjoint=a)[0])(x)
-    ref = float(fn(AutodiffAdjoint()))
-    assert abs(float(fn(ReplayAdjoint())) / ref - 1) < 1e-9
 
 
 def test_one_implementation_of_each_physics_step():
@@ -158,6 +155,9 @@ def test_materials_and_skies_are_values():
     table = lambda v: flux.TabulatedFlux([1.0, 10.0], [0.0, 1.0], np.full((2, 2), v))
     assert table(1.0) == table(1.0) and hash(table(1.0)) == hash(table(1.0)) and table(1.0) != table(2.0)
     assert Scene(VoxelGrid((0.0, 0.0), (1.0, 1.0), (1, 1)), material="water").material == materials.get("water")
+    grid = VoxelGrid((0.0, 0.0), (1.0, 1.0), (1, 1))
+    assert Scene(grid) == Scene(grid, sky="gccly") and hash(Scene(grid)) == hash(Scene(grid))  # shares compiled code
+    assert Scene(grid) != Scene(grid, sky="gaisser") and Scene(grid) != Scene(VoxelGrid((0.0, 0.0), (1.0, 1.0), (1, 1)))
     with pytest.raises(ValueError, match="sky must be a ppl_bmc.flux.SkyFlux or one of"):
         Scene(VoxelGrid((0.0, 0.0), (1.0, 1.0), (1, 1)), sky=lambda k, c: k)
     with pytest.raises(ValueError, match="material must be a ppl_bmc.materials.Material or one of"):
