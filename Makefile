@@ -9,10 +9,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_FLAGS ?= --durations=25
-# Tests run in 3 processes, one test file each (pytest-xdist): XLA compiles on one core, and the
-# CLI tests wait on subprocesses, so three files at once keep both cores of a 2-core machine busy
-# (3.12 stack, cold compilation cache: 21 min in one process, 11.9 min in two).
-PYTEST_WORKERS ?= 3
+# Tests run in 2 processes, one test file each (pytest-xdist): XLA compiles on one core, so two
+# files compiling at once use both (3.12 stack, cold compilation cache, 2 cores: 21 min in one
+# process, 11:56 in two, 11:54 in three).
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test test-slow bench clean
 
