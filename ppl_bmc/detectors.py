@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 __all__ = ["Detector", "check_detectors", "readings"]
 
 
