@@ -252,7 +252,8 @@ def check_run_args(key, n_particles, n_steps, adjoint):
     return key, n_particles, n_steps
 
 
-def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adjoint: Adjoint):
+def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adjoint: Adjoint,
+                stratified: bool = True):
     """Mean BMC weight per reading (the flux estimate), differentiable in ``params``.
 
     Parameters
@@ -269,6 +270,9 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
         Particles per reading and steps per particle (static).
     adjoint : Adjoint
         Gradient strategy.
+    stratified : bool
+        Latin-hypercube initial uniforms over each reading's particles (see
+        :class:`~ppl_bmc.transport.loop.Streams`); ``False``: independent uniforms.
 
     Returns
     -------
@@ -280,5 +284,5 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
     n_ctx = leaves[0].shape[0] if leaves and jnp.ndim(leaves[0]) else 0
     if n_ctx == 0 or any(jnp.shape(leaf)[:1] != (n_ctx,) for leaf in leaves):
         raise ValueError("ctx leaves must share a leading axis of at least one reading (C >= 1)")
-    streams = loop.Streams(key, n_ctx, n_particles)
+    streams = loop.Streams(key, n_ctx, n_particles, bool(stratified))
     return adjoint.mean_weight(kernel, params, ctx, streams, n_steps)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from ppl_bmc import _checks
 from ppl_bmc.adjoint import Adjoint, ReplayAdjoint
+from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy
 
 __all__ = ["Quadrature", "BMC", "resolve_method"]
 
@@ -64,12 +65,21 @@ class BMC:
         scene; 4 along a slab).
     adjoint : Adjoint
         Gradient strategy (``ReplayAdjoint()``, ``ForwardSensitivity()``, ``AutodiffAdjoint()``).
+    energy : EnergySampling
+        Muon kernels: how detector-side energies are drawn — ``LineOfSightEnergy()`` (default:
+        from the straight-line CSDA integrand along each particle's line of sight) or
+        ``LogUniformEnergy()`` (the paper's plain proposal); see :mod:`ppl_bmc.transport.energy`.
+    stratified : bool
+        Latin-hypercube initial uniforms (directions within a bin, energies) over each reading's
+        particles (default); ``False``: independent uniforms.  Unbiased either way.
     """
 
     key: object
     n_particles: int | None = None
     n_steps: int | None = None
     adjoint: Adjoint = ReplayAdjoint()
+    energy: EnergySampling = LineOfSightEnergy()
+    stratified: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "key", _checks.prng_key(self.key))
@@ -79,6 +89,11 @@ class BMC:
             object.__setattr__(self, "n_steps", _checks.positive_int(self.n_steps, "n_steps"))
         if not isinstance(self.adjoint, Adjoint):
             raise ValueError(f"adjoint must be an instance of ppl_bmc.Adjoint, got {self.adjoint!r}")
+        if not isinstance(self.energy, EnergySampling):
+            raise ValueError(f"energy must be a ppl_bmc.transport.energy.EnergySampling (LineOfSightEnergy() or "
+                             f"LogUniformEnergy()), got {self.energy!r}")
+        if not isinstance(self.stratified, bool):
+            raise ValueError(f"stratified must be True or False, got {self.stratified!r}")
 
 
 _BMC_ONLY = ("key", "n_particles", "n_steps", "adjoint")

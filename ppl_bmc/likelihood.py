@@ -52,15 +52,19 @@ def exit_lengths(scene, detectors, n_grid: int = _EXIT_GRID):
     return box_interval(np.broadcast_to(r["origin"][:, None, :], d.shape), d, scene.lower, scene.upper)[1]
 
 
-def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint):
-    kernel = MuonKernel(FieldPath(scene.field, scene.step_m), scene.material, scene.sky, scene.k_max, scene.decay)
+def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint, energy, stratified):
+    kernel = MuonKernel(FieldPath(scene.field, scene.step_m), scene.material, scene.sky, scene.k_max, scene.decay,
+                        energy=energy)
     reading = {k: ctx[k] for k in ("origin", "lo", "hi", "omega", "k_min")}
-    w = mean_weight(kernel, params, reading, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)
+    w = mean_weight(kernel, params, reading, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,
+                    stratified=stratified)
     return w * ctx["scale"]
 
 
-@partial(jax.jit, static_argnames=("scene", "n_detectors", "rows", "n_particles", "n_steps", "adjoint"))
-def _expected(params, key, geom, scene, n_detectors, rows, n_particles, n_steps, adjoint):
+@partial(jax.jit, static_argnames=("scene", "n_detectors", "rows", "n_particles", "n_steps", "adjoint", "energy",
+                                   "stratified"))
+def _expected(params, key, geom, scene, n_detectors, rows, n_particles, n_steps, adjoint, energy=None,
+              stratified=True):
     # the geometry arrays are arguments, not constants: XLA would otherwise constant-fold the
     # (parameter-free) ray set-up, slowly
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
@@ -68,7 +72,7 @@ def _expected(params, key, geom, scene, n_detectors, rows, n_particles, n_steps,
     if key is None:
         counts = quadrature.counts(scene, params, geom, rows, dtype)
     else:
-        counts = _bmc(scene, params, geom, key, n_particles, n_steps, adjoint)
+        counts = _bmc(scene, params, geom, key, n_particles, n_steps, adjoint, energy, stratified)
     return counts.reshape(n_detectors, -1)
 
 
@@ -140,12 +144,12 @@ def expected_counts(
     if isinstance(est, BMC):
         n_steps = _check_steps(scene, dets, est.n_steps)
         geom, rows = readings(dets), ()
-        run = (est.key, est.n_particles or DEFAULT_PARTICLES, n_steps, est.adjoint)
+        run = (est.key, est.n_particles or DEFAULT_PARTICLES, n_steps, est.adjoint, est.energy, est.stratified)
     else:
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
-        run = (None, 1, 1, None)
-    key, n, steps, adj = run
-    counts = _expected(params, key, geom, scene, len(dets), rows, int(n), int(steps), adj)
+        run = (None, 1, 1, None, None, True)
+    key, n, steps, adj, energy, stratified = run
+    counts = _expected(params, key, geom, scene, len(dets), rows, int(n), int(steps), adj, energy, stratified)
     if _checks.is_concrete(counts):
         c = np.asarray(counts)
         for i in np.flatnonzero(np.all(c <= 0, axis=1)):

@@ -37,14 +37,15 @@ DEFAULT_PARTICLES, DEFAULT_STEPS = 100_000, 4
 
 
 @partial(jax.jit, static_argnames=("material", "sky", "k_max", "decay", "scattering", "n_particles", "n_steps",
-                                   "adjoint"))
+                                   "adjoint", "energy", "stratified"))
 def _transmitted(opacity_mwe, zenith, k_min, key, material, sky, k_max, decay, scattering, n_particles, n_steps,
-                 adjoint):
+                 adjoint, energy=None, stratified=True):
     if key is None:  # the quadrature
         return straight_line_flux(material, sky, MWE * opacity_mwe, None, jnp.cos(zenith), k_min, k_max, decay=decay)
-    kernel = MuonKernel(LineOfSight(n_steps), material, sky, k_max, decay, scattering)
+    kernel = MuonKernel(LineOfSight(n_steps), material, sky, k_max, decay, scattering, energy=energy)
     ctx = {"zenith": zenith[None], "k_min": k_min[None]}
-    return mean_weight(kernel, opacity_mwe, ctx, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)[0]
+    return mean_weight(kernel, opacity_mwe, ctx, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,
+                       stratified=stratified)[0]
 
 
 def transmitted_flux(
@@ -113,15 +114,16 @@ def transmitted_flux(
     flux_model = sky_flux.get(sky, "sky")
     est = resolve_method(method, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)
     if isinstance(est, BMC):
-        run = (est.key, est.n_particles or DEFAULT_PARTICLES, est.n_steps or DEFAULT_STEPS, est.adjoint)
+        run = (est.key, est.n_particles or DEFAULT_PARTICLES, est.n_steps or DEFAULT_STEPS, est.adjoint, est.energy,
+               est.stratified)
     else:
         if est.n_directions != DEFAULT_DIRECTIONS:
             raise ValueError("Quadrature(n_directions=...) applies to expected_counts only: a slab has one direction")
         if scattering:
             raise ValueError("scattering=True needs method='bmc' (the quadrature follows straight lines)")
-        run = (None, 1, 1, None)
+        run = (None, 1, 1, None, None, True)
     zenith_rad = jnp.asarray(math.radians(zenith), dtype=opacity.dtype)
     k_lo = jnp.asarray(k_min, dtype=opacity.dtype)
-    key, n, steps, adj = run
+    key, n, steps, adj, energy, stratified = run
     return _transmitted(opacity, zenith_rad, k_lo, key, mat, flux_model, float(k_max), bool(decay), bool(scattering),
-                        int(n), int(steps), adj)
+                        int(n), int(steps), adj, energy, stratified)

@@ -10,9 +10,10 @@ steps with ``lax.scan``.  Gradient strategies live one layer up, in :mod:`ppl_bm
 """
 
 from ppl_bmc.transport.csda import MuonKernel
+from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy, LogUniformEnergy
 from ppl_bmc.transport.kernel import Kernel
 from ppl_bmc.transport.muon import MuonState
 from ppl_bmc.transport.paths import FieldPath, LineOfSight, Path
 from ppl_bmc.transport.toy import ToyKernel
 
-__all__ = ["Kernel", "MuonKernel", "MuonState", "Path", "LineOfSight", "FieldPath", "ToyKernel"]
+__all__ = ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy", "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel"]

@@ -2,7 +2,8 @@
 
 :class:`MuonKernel` walks one muon backward from a detector to the sky along a
 :class:`~ppl_bmc.transport.paths.Path` (a slab's line of sight, or a density field), with the
-physics of :mod:`ppl_bmc.transport.muon`: a log-uniform detector-side energy, a CSDA advance
+physics of :mod:`ppl_bmc.transport.muon`: a detector-side energy drawn from a proposal
+(:mod:`ppl_bmc.transport.energy`), a CSDA advance
 per step (Jacobian ``S(K')/S(K)``), the decay weight, optional multiple scattering (2-D, in the
 plane of view) and the sky flux at the exit.  :func:`straight_line_flux` integrates the same
 physics over energy with Gauss-Legendre nodes (straight line, no scattering).
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy
 from ppl_bmc.transport.kernel import Kernel
 from ppl_bmc.transport.muon import (
     MuonState,
@@ -35,7 +37,6 @@ from ppl_bmc.transport.muon import (
     csda_retreat,
     deflection,
     energy_at,
-    sample_energy,
     sky_log_weight,
 )
 from ppl_bmc.transport.paths import Path
@@ -50,8 +51,10 @@ class MuonKernel(Kernel):
     Static fields: the :class:`~ppl_bmc.transport.paths.Path`, the energy-loss ``material``
     (:class:`~ppl_bmc.physics.materials.Material`), the ``sky_flux`` (a callable of (K GeV,
     cos zenith) → GeV⁻¹ m⁻² s⁻¹ sr⁻¹), the highest detector-side energy ``k_max`` (GeV), and
-    whether to include ``decay`` and ``scattering``.  ``ctx`` per reading: the path's, plus
-    ``k_min`` (GeV).  State: :class:`~ppl_bmc.transport.muon.MuonState`.
+    whether to include ``decay`` and ``scattering``, and how detector-side energies are drawn
+    (``energy``, an :class:`~ppl_bmc.transport.energy.EnergySampling`: by default from the
+    straight-line CSDA integrand along each particle's line of sight).  ``ctx`` per reading: the
+    path's, plus ``k_min`` (GeV).  State: :class:`~ppl_bmc.transport.muon.MuonState`.
     """
 
     path: Path
@@ -60,12 +63,16 @@ class MuonKernel(Kernel):
     k_max: float
     decay: bool = True
     scattering: bool = False
+    energy: EnergySampling = LineOfSightEnergy()
     path_depends_on_params: bool = True
     split_step: bool = True
 
     def __post_init__(self):
         if not isinstance(self.path, Path):
             raise ValueError(f"path must be a ppl_bmc.transport.paths.Path, got {type(self.path).__name__}")
+        if not isinstance(self.energy, EnergySampling):
+            raise ValueError(f"energy must be a ppl_bmc.transport.energy.EnergySampling (e.g. LineOfSightEnergy()), "
+                             f"got {self.energy!r}")
         if self.scattering:
             if self.path.ndim != 2:
                 raise ValueError("multiple scattering is available in 2-D only (the plane of view)")
@@ -82,7 +89,9 @@ class MuonKernel(Kernel):
 
     def init(self, params, ctx, u):
         position, d, omega = self.path.start(ctx, u[:-1])
-        k, log_w = sample_energy(u[-1], ctx["k_min"], self.k_max)
+        line = self.path.line(position, d, params, ctx) if self.energy.needs_line else None
+        k, log_w = self.energy.sample(u[-1], ctx["k_min"], self.k_max, self.material, self.sky_flux, line,
+                                      decay=self.decay)
         return MuonState(energy_at(self.material, k), position, d), log_w + jnp.log(omega)
 
     def segment(self, state, params, ctx, u, k):

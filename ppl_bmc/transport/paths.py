@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from ppl_bmc.geometry.field import Field
 from ppl_bmc.geometry.rays import box_interval, direction
 from ppl_bmc.physics.constants import MWE
+from ppl_bmc.transport.energy import Line
 
 __all__ = ["Path", "LineOfSight", "FieldPath", "EXIT_TOLERANCE_M"]
 
@@ -56,6 +57,12 @@ class Path(ABC):
     def exit(self, position, direction, ctx):
         """``(left, cos_zenith)``: whether the particle has left the matter for the sky, and
         the cosine of its zenith angle there."""
+
+    @abstractmethod
+    def line(self, position, direction, params, ctx):
+        """The straight line from ``position`` along ``direction`` to the sky, a
+        :class:`~ppl_bmc.transport.energy.Line` (its grammage, length and exit cos zenith): what
+        a :class:`~ppl_bmc.transport.energy.LineOfSightEnergy` proposal is built from."""
 
     def turn(self, direction, angle):
         """The direction after a multiple-scattering deflection by ``angle`` (rad, in the plane
@@ -102,6 +109,9 @@ class LineOfSight(Path):
     def move(self, position, direction, sign=1.0):
         return position  # only the grammage matters along a line of sight
 
+    def line(self, position, direction, params, ctx):
+        return Line(MWE * params, None, jnp.cos(ctx["zenith"] + direction))
+
     def exit(self, position, direction, ctx):
         return True, jnp.cos(ctx["zenith"] + direction)
 
@@ -135,6 +145,10 @@ class FieldPath(Path):
 
     def move(self, position, direction, sign=1.0):
         return position + sign * self.step_m * direction
+
+    def line(self, position, direction, params, ctx):
+        t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
+        return Line(self.field.integrate(position, direction, t_in, t_out, params), t_out - t_in, direction[-1])
 
     def exit(self, position, direction, ctx):
         t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
