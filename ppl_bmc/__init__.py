@@ -23,6 +23,10 @@ _LAZY = {
     "mean_weight": ("ppl_bmc.adjoint", "mean_weight"),
     "BMC": ("ppl_bmc.estimators", "BMC"),
     "Quadrature": ("ppl_bmc.estimators", "Quadrature"),
+    "LineOfSightEnergy": ("ppl_bmc.transport.energy", "LineOfSightEnergy"),
+    "LogUniformEnergy": ("ppl_bmc.transport.energy", "LogUniformEnergy"),
+    "ParticleBudget": ("ppl_bmc.budget", "ParticleBudget"),
+    "particle_budget": ("ppl_bmc.budget", "particle_budget"),
     "Detector": ("ppl_bmc.detectors", "Detector"),
     "Scene": ("ppl_bmc.geometry", "Scene"),
     "expected_counts": ("ppl_bmc.likelihood", "expected_counts"),
@@ -40,7 +44,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 
 #: Subpackages and modules reachable as attributes (``ppl_bmc.infer``), imported on first use.
-_SUBMODULES = ("adjoint", "cli", "detectors", "estimators", "geometry", "infer", "likelihood", "muography", "nppl",
+_SUBMODULES = ("adjoint", "budget", "cli", "detectors", "estimators", "geometry", "infer", "likelihood", "muography", "nppl",
                "physics", "quadrature", "toy", "transport")
 
 

@@ -11,18 +11,21 @@ import ppl_bmc
 
 #: The names users import; a change here is a change of the public API (update README too).
 PINNED = {
-    "ppl_bmc": ["Adjoint", "AutodiffAdjoint", "BMC", "Detector", "ForwardSensitivity", "Quadrature", "ReplayAdjoint",
-                "Scene", "constants", "detectors", "expected_counts", "flux", "geometry", "materials", "mean_weight",
+    "ppl_bmc": ["Adjoint", "AutodiffAdjoint", "BMC", "Detector", "ForwardSensitivity", "LineOfSightEnergy",
+                "LogUniformEnergy", "ParticleBudget", "Quadrature", "ReplayAdjoint", "Scene", "particle_budget", "constants", "detectors", "expected_counts", "flux", "geometry", "materials", "mean_weight",
                 "muography", "nppl", "toy", "__version__"],
     "ppl_bmc.estimators": ["Quadrature", "BMC", "resolve_method"],
     "ppl_bmc.geometry": ["Composite", "Field", "GaussianBlobs", "HeightMap", "Layers", "Mixture", "Scene", "VoxelGrid"],
-    "ppl_bmc.transport": ["Kernel", "MuonKernel", "MuonState", "Path", "LineOfSight", "FieldPath", "ToyKernel"],
+    "ppl_bmc.transport": ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy",
+                          "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel"],
     "ppl_bmc.physics.flux": ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "gccly", "gaisser", "MODELS", "get",
                              "cos_theta_star", "charge_fraction", "MU_PLUS_OVER_MU_MINUS", "CHIRKIN_P"],
     "ppl_bmc.physics.materials": ["Material", "names", "get", "custom", "check_composition"],
     "ppl_bmc.physics.constants": ["MUON_MASS", "MUON_CTAU", "MWE"],
     "ppl_bmc.muography": ["transmitted_flux"],
     "ppl_bmc.likelihood": ["expected_counts", "exit_lengths"],
+    "ppl_bmc.budget": ["ParticleBudget", "particle_budget", "DEFAULT_TARGET"],
+    "ppl_bmc.transport.energy": ["Line", "EnergySampling", "LogUniformEnergy", "LineOfSightEnergy"],
     "ppl_bmc.adjoint": ["Adjoint", "AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint", "mean_weight"],
 }
 
