@@ -325,9 +325,14 @@ def _print_diagnostics(report):
         print(f"map: converged: {point['converged']}, final loss {fmt(point['final_loss'], 4)}")
     noise = report.get("mc_noise")
     if noise:
+        bins = noise.get("bin_error")
         print(f"MC noise: ratio {fmt(noise['ratio'], 3)} (threshold {noise['threshold']}), sd(l1 - l2) "
               f"{fmt(noise['sd_diff'], 3)} nats, sd(l) {fmt(noise['sd_loglik'], 3)} nats over "
-              f"{noise['num_draws']} draws -> {'FLAGGED' if noise['flagged'] else 'ok'}")
+              f"{noise['num_draws']} draws; posterior-mean shift between keys {fmt(noise.get('shift'), 3)} posterior sd "
+              f"(threshold {noise.get('shift_threshold')})"
+              + ("" if bins is None else f"; per-bin MC error {fmt(bins, 3)} Poisson sd (worst bin "
+                 f"{fmt(noise.get('bin_error_max'), 3)}, threshold {noise.get('bin_threshold')})")
+              + f" -> {'FLAGGED' if noise['flagged'] else 'ok'}")
 
 
 def verdict(method, report, n_chains, table=None) -> tuple[bool, list[str]]:
@@ -358,8 +363,12 @@ def verdict(method, report, n_chains, table=None) -> tuple[bool, list[str]]:
             (passed if curv.get("positive_definite") else problems).append("Hessian at the point positive definite")
     noise = report.get("mc_noise")
     if noise:
+        bins = noise.get("bin_error")
         (passed if not noise.get("flagged") else problems).append(
-            f"Monte-Carlo noise ratio {fmt(noise.get('ratio'), 2)} (want ≤ {noise.get('threshold')})")
+            f"Monte-Carlo noise ratio {fmt(noise.get('ratio'), 2)} (want ≤ {noise.get('threshold')}), posterior-mean "
+            f"shift between likelihood keys {fmt(noise.get('shift'), 2)} sd (want ≤ {noise.get('shift_threshold')})"
+            + ("" if bins is None else f", per-bin MC error {fmt(bins, 2)} Poisson sd (want ≤ "
+               f"{noise.get('bin_threshold')})"))
     return (not problems), (problems or passed)
 
 

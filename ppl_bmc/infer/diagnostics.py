@@ -29,6 +29,11 @@ BFMI_MIN = 0.3
 MC_NOISE_THRESHOLD = 0.5
 #: Below this sd of ℓ₁ − ℓ₂ (nats) the noise is harmless whatever the ratio (see :func:`mc_noise`).
 MC_NOISE_MIN_SD = 0.1
+#: Largest RMS per-bin Monte-Carlo error of the expected counts, in Poisson sd of the bin, that
+#: :func:`mc_noise` accepts (issue 13: MC noise below the data's Poisson noise).
+MC_BIN_ERROR_MAX = 0.3
+#: Largest RMS posterior-mean shift between likelihood keys, in posterior sd, that :func:`mc_noise` accepts.
+MC_SHIFT_MAX = 0.1
 
 
 class MCNoiseWarning(UserWarning):
@@ -184,7 +189,21 @@ class MCNoise:
     num_draws : int
         Draws used.
     threshold, min_sd : float
-        The flagging rule: ``flagged = ratio > threshold and sd_diff > min_sd``.
+        The log-likelihood rule: flagged when ``ratio > threshold and sd_diff > min_sd``.
+    shift : float
+        Posterior-mean shift between the fit's key and another, in posterior sd: RMS over the
+        latent elements, RMS over the keys (importance reweighting of the draws by
+        ``exp(ℓ_k − ℓ₁)``; its own sampling error is ≈ ``sd_diff / √num_draws``).
+    shift_max : float
+        The largest element's shift (RMS over keys), in posterior sd.
+    bin_error : float or None
+        Monte-Carlo error of the expected counts of the Poisson-observed sites, in Poisson sd
+        √μ of each bin: RMS over bins and over ``bin_draws`` draws of the sd over all keys
+        (the fit's and the others).  None when the model observes no Poisson site.
+    bin_error_max : float or None
+        The worst bin's error (RMS over the draws), in Poisson sd.
+    shift_threshold, bin_threshold : float
+        Also flagged when ``shift > shift_threshold`` or ``bin_error > bin_threshold``.
     flagged : bool
     message : str
     """
@@ -199,6 +218,12 @@ class MCNoise:
     min_sd: float
     flagged: bool
     message: str
+    shift: float = float("nan")
+    shift_max: float = float("nan")
+    bin_error: float | None = None
+    bin_error_max: float | None = None
+    shift_threshold: float = MC_SHIFT_MAX
+    bin_threshold: float = MC_BIN_ERROR_MAX
 
     def as_dict(self) -> dict:
         return _jsonable(asdict(self))
@@ -224,6 +249,9 @@ def mc_noise(
     max_draws: int | None = 200,
     batch_size: int | None = None,
     warn: bool = True,
+    shift_threshold: float = MC_SHIFT_MAX,
+    bin_threshold: float = MC_BIN_ERROR_MAX,
+    bin_draws: int = 4,
 ) -> MCNoise:
     """Monte-Carlo noise of a simulated likelihood, measured at the posterior draws.
 
@@ -268,11 +296,22 @@ def mc_noise(
         Evenly thinned to at most this many draws (each key costs one likelihood pass).
     warn : bool
         Issue an :class:`MCNoiseWarning` when flagged.
+    shift_threshold : float > 0
+        Flag a posterior-mean shift between keys above this many posterior sd (default 0.1).
+    bin_threshold : float > 0
+        Flag an RMS per-bin MC error above this many Poisson sd (default 0.3).
+    bin_draws : int >= 1
+        Draws (evenly spaced) at which the per-bin error is measured.
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold}")
     if not min_sd >= 0:
         raise ValueError(f"min_sd must be >= 0, got {min_sd}")
+    if not shift_threshold > 0:
+        raise ValueError(f"shift_threshold must be > 0 (posterior sd), got {shift_threshold}")
+    if not bin_threshold > 0:
+        raise ValueError(f"bin_threshold must be > 0 (Poisson sd), got {bin_threshold}")
+    bin_draws = _checks.positive_int(bin_draws, "bin_draws")
     if max_draws is not None:
         _checks.positive_int(max_draws, "max_draws", minimum=3)
     alts = [alt_model_kwargs] if isinstance(alt_model_kwargs, dict) else list(alt_model_kwargs)
@@ -310,24 +349,88 @@ def mc_noise(
 
     ratio = rel(sd_diff)
     finite = all(np.all(np.isfinite(d)) for d in diffs)
-    flagged = bool(ratio > threshold and sd_diff > min_sd) or not finite
+    shifts = np.stack([_mean_shift(flat, d) for d in diffs])  # (keys, elements)
+    shift = float(np.sqrt(np.mean(shifts**2))) if shifts.size else 0.0
+    shift_max = float(np.sqrt(np.mean(shifts**2, axis=0)).max()) if shifts.size else 0.0
+    sub = {k: v[np.unique(np.linspace(0, len(idx) - 1, min(bin_draws, len(idx))).round().astype(int))]
+           for k, v in flat.items()}
+    bins = _bin_errors([model] + [m or model for m in models], [model_kwargs] + alts, sub)
+    bin_error = None if bins is None else float(np.sqrt(np.mean(bins**2)))
+    bin_error_max = None if bins is None else float(np.sqrt(np.mean(bins**2, axis=0)).max())
+    loglik_flag = bool(ratio > threshold and sd_diff > min_sd) or not finite
+    shift_flag = not shift <= shift_threshold
+    bin_flag = bin_error is not None and not bin_error <= bin_threshold
+    flagged = loglik_flag or shift_flag or bin_flag
     keys = f"{len(alts)} other key{'s' if len(alts) > 1 else ''}"
+    verdict = "large" if flagged else "small"
+    parts = [f"sd(ℓ₁ − ℓ_k) = {sd_diff:.3g} nats ({keys}) is {ratio:.2f} × the posterior sd of ℓ ({sd_l:.3g} nats)"
+             + (f" > {threshold:g}" if loglik_flag else (f" (under the {min_sd:g}-nat floor)" if ratio > threshold
+                                                        else f" <= {threshold:g}")),
+             f"posterior means move by {shift:.3g} posterior sd between keys (RMS; worst element {shift_max:.3g})"
+             + (f" > {shift_threshold:g}" if shift_flag else f" <= {shift_threshold:g}")]
+    if bin_error is not None:
+        parts.append(f"the expected counts carry an MC error of {bin_error:.3g} Poisson sd per bin (RMS; worst bin "
+                     f"{bin_error_max:.3g})" + (f" > {bin_threshold:g}" if bin_flag else f" <= {bin_threshold:g}"))
+    message = f"Monte-Carlo noise of the likelihood is {verdict}: " + "; ".join(parts)
     if flagged:
-        message = (f"Monte-Carlo noise of the likelihood is large: sd(ℓ₁ − ℓ_k) = {sd_diff:.3g} nats ({keys}) is "
-                   f"{ratio:.2f} × the posterior sd of ℓ ({sd_l:.3g} nats) > {threshold:g}; increase n_particles")
-    elif ratio > threshold:
-        message = (f"Monte-Carlo noise of the likelihood is small: sd(ℓ₁ − ℓ_k) = {sd_diff:.3g} nats ({keys}) is "
-                   f"{ratio:.2f} × the posterior sd of ℓ ({sd_l:.3g} nats), but below the {min_sd:g}-nat floor")
-    else:
-        message = (f"Monte-Carlo noise of the likelihood is small: sd(ℓ₁ − ℓ_k) = {sd_diff:.3g} nats ({keys}), "
-                   f"{ratio:.2f} × the posterior sd of ℓ ({sd_l:.3g} nats) <= {threshold:g}")
+        message += "; increase n_particles"
     result = MCNoise(ratio=float(ratio), sd_diff=sd_diff, sd_loglik=sd_l,
                      mean_diff=float(np.mean([np.mean(d) for d in diffs])), ratios=[float(rel(x)) for x in sds],
                      num_draws=int(len(idx)), threshold=float(threshold), min_sd=float(min_sd), flagged=flagged,
-                     message=message)
+                     message=message, shift=shift, shift_max=shift_max, bin_error=bin_error,
+                     bin_error_max=bin_error_max, shift_threshold=float(shift_threshold),
+                     bin_threshold=float(bin_threshold))
     if flagged and warn:
         warnings.warn(message, MCNoiseWarning, stacklevel=2)
     return result
+
+
+def _mean_shift(flat: dict, d: np.ndarray) -> np.ndarray:
+    """Each latent element's posterior-mean shift, in posterior sd, from the fit's posterior to the
+    one with ``ℓ_k = ℓ₁ − d``: self-normalised importance weights ``exp(−d)`` on the draws."""
+    if not np.all(np.isfinite(d)):
+        return np.full(sum(int(np.prod(v.shape[1:])) for v in flat.values()), np.inf)
+    logw = -(d - d.min())
+    w = np.exp(logw - logw.max())
+    w = w / w.sum()
+    out = []
+    for v in flat.values():
+        x = np.asarray(v, dtype=float).reshape(len(d), -1)
+        sd = x.std(0)
+        keep = sd > 0
+        out.append((w @ x[:, keep] - x[:, keep].mean(0)) / sd[keep])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _poisson_rate(fn):
+    """The rate of a Poisson distribution, through ``to_event``/``mask`` wrappers; None otherwise."""
+    import numpyro.distributions as dist
+
+    while not isinstance(fn, dist.Poisson) and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn.rate if isinstance(fn, dist.Poisson) else None
+
+
+def _bin_errors(models, kwargs_list, draws: dict) -> np.ndarray | None:
+    """Per draw and bin, the sd over the models/keys of the Poisson-observed expected counts, in
+    Poisson sd of the bin: array (draws, bins), or None when no observed site is Poisson."""
+    from numpyro import handlers
+
+    n = len(next(iter(draws.values()))) if draws else 0
+    per_draw = []
+    for s in range(n):
+        point = {k: v[s] for k, v in draws.items()}
+        rates = []
+        for m, kw in zip(models, kwargs_list):
+            tr = handlers.trace(handlers.substitute(handlers.seed(m, 0), data=point)).get_trace(**kw)
+            r = [np.asarray(_poisson_rate(site["fn"]), dtype=float).ravel() for site in tr.values()
+                 if site["type"] == "sample" and site.get("is_observed") and _poisson_rate(site["fn"]) is not None]
+            if not r:
+                return None
+            rates.append(np.concatenate(r))
+        rates = np.stack(rates)
+        per_draw.append(rates.std(0, ddof=1) / np.sqrt(np.maximum(rates.mean(0), 1e-300)))
+    return np.stack(per_draw) if per_draw else None
 
 
 __all__ = [
@@ -337,7 +440,9 @@ __all__ = [
     "ESS_PER_CHAIN_MIN",
     "MCNoise",
     "MCNoiseWarning",
+    "MC_BIN_ERROR_MAX",
     "MC_NOISE_MIN_SD",
+    "MC_SHIFT_MAX",
     "MC_NOISE_THRESHOLD",
     "R_HAT_MAX",
     "bfmi",

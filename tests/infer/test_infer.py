@@ -260,3 +260,61 @@ def test_summary_of_a_single_draw_is_the_point():
     np.testing.assert_array_equal(table["sd"], 0.0)
     assert table["r_hat"].isna().all() and list(table.columns) == list(infer.SUMMARY_COLUMNS)
     assert list(table.index) == ["node[0]", "node[1]", "node[2]"]
+
+
+def _tilted_mean_shift(key_1, key_k, amp):
+    """Reference for mc_noise's shift: the exact Gaussian posterior tilted by exp(ε_k − ε₁) (the
+    noisy model's errors for two keys), its mean's move in posterior sd, by a 4001-point grid."""
+    mu = np.linspace(POST_MEAN - 10 * POST_SD, POST_MEAN + 10 * POST_SD, 4001)
+
+    def eps(key):
+        w, phi = np.asarray(jax.random.normal(key, (2,)), dtype=float)
+        return amp * np.sin(3.0 * w * mu + phi)
+
+    dens = np.exp(-0.5 * ((mu - POST_MEAN) / POST_SD) ** 2 + eps(key_k) - eps(key_1))
+    return (np.sum(mu * dens) / np.sum(dens) - POST_MEAN) / POST_SD
+
+
+def test_mc_noise_posterior_shift_matches_the_tilted_posterior():
+    draws = exact_draws((2, 400), seed=3)
+    amp = 0.3
+    kw = lambda k: dict(y=Y, key=jax.random.key(k), amp=amp)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", infer.MCNoiseWarning)
+        out = infer.mc_noise(noisy, draws, model_kwargs=kw(0), alt_model_kwargs=[kw(k) for k in (1, 2, 3)],
+                             max_draws=None)
+    ref = math.sqrt(np.mean([_tilted_mean_shift(jax.random.key(0), jax.random.key(k), amp) ** 2 for k in (1, 2, 3)]))
+    # the reweighting's own sampling error is ≈ sd(d)/√n posterior sd; 4 of those
+    tol = 4 * out.sd_diff / math.sqrt(out.num_draws)
+    assert abs(out.shift - ref) < tol, (out.shift, ref, tol)
+    assert ref > 0.1 and out.flagged and "posterior means move by" in out.message  # above the 0.1 threshold
+    # the check can fail: an estimator that ignores the tilt (shift 0) is more than tol off
+    assert abs(0.0 - ref) > tol
+    with pytest.raises(ValueError, match="shift_threshold must be > 0"):
+        infer.mc_noise(noisy, draws, model_kwargs=kw(0), alt_model_kwargs=kw(1), shift_threshold=0.0)
+
+
+def poisson_noisy(counts=None, key=None, amp=0.0):
+    """Three Poisson bins whose expected counts (≈ 400) carry a relative simulation error ``amp``
+    per key: an MC error of amp·√μ ≈ 20·amp Poisson sd per bin."""
+    log_mu = numpyro.sample("log_mu", dist.Normal(math.log(400.0), 0.05).expand([3]).to_event(1))
+    rate = jnp.exp(log_mu) * (1.0 + amp * jax.random.normal(key, (3,)))
+    numpyro.sample("counts", dist.Poisson(rate).to_event(1), obs=counts)
+
+
+def test_mc_noise_measures_the_per_bin_error_in_poisson_sd():
+    draws = {"log_mu": np.random.default_rng(0).normal(math.log(400.0), 0.05, (2, 50, 3))}
+    counts = jnp.array([390.0, 410.0, 400.0])
+    kw = lambda k, amp: dict(counts=counts, key=jax.random.key(k), amp=amp)  # noqa: E731
+    alts = lambda amp: [kw(k, amp) for k in range(1, 12)]  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", infer.MCNoiseWarning)
+        small = infer.mc_noise(poisson_noisy, draws, model_kwargs=kw(0, 0.005), alt_model_kwargs=alts(0.005))
+        large = infer.mc_noise(poisson_noisy, draws, model_kwargs=kw(0, 0.03), alt_model_kwargs=alts(0.03))
+    # 12 keys × 4 draws × 3 bins: the sd estimate is good to ~±20 %; truth 20·amp (√μ ≈ 20)
+    assert small.bin_error == pytest.approx(0.1, rel=0.3) and small.bin_error <= small.bin_threshold == 0.3
+    assert large.bin_error == pytest.approx(0.6, rel=0.3) and large.flagged
+    assert "Poisson sd per bin" in large.message and large.bin_error_max >= large.bin_error
+    exact = infer.mc_noise(noisy, exact_draws((2, 20)), model_kwargs=dict(y=Y, key=jax.random.key(0), amp=0.0),
+                           alt_model_kwargs=dict(y=Y, key=jax.random.key(1), amp=0.0))
+    assert exact.bin_error is None and exact.shift < 1e-12  # no Poisson site; an exact likelihood moves nothing
