@@ -9,7 +9,11 @@ the pyramid, with a Gaussian-Markov-random-field smoothness prior around log(260
 
 Likelihood: ``method="quadrature"`` by default (exact straight rays, no Monte-Carlo noise,
 ~2 ms per gradient on a 16 × 16 grid), which is what makes NUTS on 256 voxels take minutes on
-a laptop CPU; ``method="bmc"`` (few particles) is available and consistent with it.
+a laptop CPU.  ``method="bmc"`` draws ``n_particles`` per bin; 0 (the default) lets
+:func:`ppl_bmc.particle_budget` pick the fewest that keep every bin's Monte-Carlo error below
+``mc_target`` = 0.1 of its Poisson sd at the prior-mean density: at 0.3 (the package default) the
+posterior mean still moves by ≈ 0.2 posterior sd between likelihood keys, at 0.1 by less than 0.1
+(``benchmarks/bench_bmc_keys.py``; ``benchmarks/bench_bmc_precision.py`` for the error itself).
 
 ``python models/hidden_void.py --help``.  The CLI protocol (DEFAULTS, simulate, build,
 OBSERVED, VAR_NAMES, MAPS) lets ``ppl-bmc simulate/fit/summarize`` drive it too.
@@ -51,7 +55,8 @@ DEFAULTS = {
     "sd_log": 0.3,  # prior sd of log-density per voxel
     "length_voxels": 2.0,  # prior correlation length
     "method": "quadrature",
-    "n_particles": 256,
+    "n_particles": 0,  # BMC particles per bin; 0: ppl_bmc.particle_budget at the prior mean
+    "mc_target": 0.1,  # the budget's largest MC error per bin, in Poisson sd of the bin
     "n_steps": 0,  # 0: the fewest steps that take every ray out of the pyramid
 }
 OBSERVED = ("counts",)
@@ -193,11 +198,30 @@ def build(config, data, *, key, grid=None):
     prior = nppl.log_density_prior((n, n), mean_density=cfg["density"], sd_log=cfg["sd_log"],
                                    length=cfg["length_voxels"])
     # BMC: common random numbers, one fixed key for the whole fit; the quadrature takes no options
-    bmc = dict(key=key, n_particles=int(cfg["n_particles"]), n_steps=int(cfg["n_steps"]) or None)
-    model = nppl.field_model(scene(cfg, n), detectors(cfg), prior, method=cfg["method"],
-                             **(bmc if cfg["method"] == "bmc" else {}), record_expected=False)
+    bmc = {}
+    if cfg["method"] == "bmc":
+        bmc = dict(key=key, n_particles=n_particles(cfg, n, key), n_steps=int(cfg["n_steps"]) or None)
+    model = nppl.field_model(scene(cfg, n), detectors(cfg), prior, method=cfg["method"], **bmc,
+                             record_expected=False)
     counts = None if data is None else jnp.asarray(data["counts"])
     return model, {"counts": counts}
+
+
+def n_particles(cfg, grid, key):
+    """BMC particles per bin: ``cfg["n_particles"]``, or when it is 0 the
+    :func:`ppl_bmc.particle_budget` (MC error ≤ ``cfg["mc_target"]`` Poisson sd in every bin) at
+    the prior-mean density, from a pilot keyed apart from the fit's ``key``."""
+    n = cfg["n_particles"]
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n_particles must be an integer >= 0 (0: the particle budget), got {n!r}")
+    if n:
+        return int(n)
+    sc = scene(cfg, grid)
+    n_steps = int(cfg["n_steps"]) or None
+    budget = ppl_bmc.particle_budget(sc, np.full(sc.field.fill.shape, float(cfg["density"])), detectors(cfg),
+                                     key=jax.random.fold_in(key, 1), method=ppl_bmc.BMC(key, n_steps=n_steps),
+                                     target=float(cfg["mc_target"]))
+    return budget.n_particles
 
 
 def find_void(log_density_draws, cfg=None, grid=None):

@@ -64,3 +64,14 @@ def test_nuts_on_the_coarse_grid_covers_the_void(data):
         assert lo[iz, ix] <= truth[iz, ix] <= hi[iz, ix], (iz, ix, truth[iz, ix], lo[iz, ix], hi[iz, ix])
     found = hv.find_void(np.log(rho), cfg)
     assert found["voxel"] == tuple(found["true_voxel"])
+
+
+def test_bmc_defaults_to_the_particle_budget():
+    cfg = hv._cfg({"method": "bmc", "grid": 4})
+    n = hv.n_particles(cfg, 4, jax.random.key(0))
+    # the budget for 0.1 Poisson sd per bin on this pyramid: 745 measured (bench_bmc_keys --quick)
+    assert 64 <= n <= 4096, n
+    assert hv.n_particles(hv._cfg({"n_particles": 300}), 4, jax.random.key(0)) == 300
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="n_particles must be an integer >= 0"):
+            hv.n_particles(hv._cfg({"n_particles": bad}), 4, jax.random.key(0))

@@ -1,0 +1,113 @@
+"""Benchmark: does the BMC likelihood's key move the hidden-void posterior?  The Laplace
+posterior mean with BMC (two likelihood keys) against the quadrature's, in posterior sd.
+
+The hidden-void model (models/hidden_void.py) on a ``grid × grid`` voxel grid and one simulated
+data set.  The reference is the exact straight-ray quadrature: its mode θ_q (SVI, then Newton)
+and Hessian H of the potential U_q (Laplace approximation; posterior sd of each voxel's
+log-density from its draws).  BMC at the model's default particle budget
+(:func:`ppl_bmc.particle_budget`, MC error ≤ 0.3 Poisson sd per bin at the prior mean) changes
+the potential to U_b; its mode — the Laplace posterior mean — moves by the Newton step
+Δθ = −H⁻¹ (∇U_b − ∇U_q)(θ_q) (linear response: exact to first order in the MC error, one BMC
+gradient per key instead of an SVI run).
+
+Printed: the budget, the per-bin MC error of the expected counts at the quadrature mode (RMS and
+worst bin, in Poisson sd, 8 keys), the RMS over the pyramid's voxels of the shift between two
+BMC keys and of each from the quadrature, in posterior sd, and the wall times.
+
+Run: ``python benchmarks/bench_bmc_keys.py`` (``--grid 8``, ``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ppl_bmc
+from ppl_bmc import infer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))
+import hidden_void as hv  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3000, help="SVI steps of each MAP")
+    parser.add_argument("--quick", action="store_true", help="4 × 4 grid, 300 steps (smoke run)")
+    args = parser.parse_args(argv)
+    grid, steps = (4, 300) if args.quick else (args.grid, args.steps)
+    print(f"devices: {jax.devices()}; hidden void on {grid}×{grid}; quadrature mode by {steps} Adam + Newton steps")
+    data, _ = hv.simulate({}, key=jax.random.key(0))
+    inside = hv.pyramid_mask(hv._cfg(), grid)
+
+    t0 = time.perf_counter()
+    cfg_q = {"method": "quadrature"}
+    model, kw = hv.build(cfg_q, data, key=jax.random.key(1), grid=grid)
+    lap = infer.laplace(model, rng_key=jax.random.key(2), num_samples=2000, num_steps=steps, learning_rate=0.05,
+                        newton_steps=10, **kw)
+    sd = np.asarray(lap.samples["log_density"]).std(0)
+    t_q = time.perf_counter() - t0
+
+    cfg_b = {"method": "bmc"}
+    t0 = time.perf_counter()
+    n = hv.n_particles(hv._cfg(cfg_b), grid, jax.random.key(11))
+    t_budget = time.perf_counter() - t0
+    scene, dets = hv.scene({}, grid), hv.detectors()
+    mode_q0 = np.log(hv.DEFAULTS["density"]) + hv.DEFAULTS["sd_log"] * np.asarray(
+        ppl_bmc.nppl.GMRF((grid, grid), hv.DEFAULTS["length_voxels"]).transform(lap.mode["log_density_white"]))
+    rho = jnp.exp(jnp.asarray(mode_q0, jnp.float32))
+    quad = np.asarray(ppl_bmc.expected_counts(scene, rho, dets, method="quadrature"), dtype=float)
+    est = np.stack([np.asarray(ppl_bmc.expected_counts(scene, rho, dets, method=ppl_bmc.BMC(jax.random.key(50 + i), n)),
+                               dtype=float) for i in range(8)])
+    err = (est - quad[None]) / np.sqrt(quad[None])
+    per_bin = np.sqrt(np.mean(err**2, axis=0))
+    print(f"particle budget: {n} particles per bin ({t_budget:.1f} s); MC error at the quadrature mode over 8 keys: "
+          f"RMS {np.sqrt(np.mean(per_bin**2)):.3f}, worst bin {per_bin.max():.3f} Poisson sd")
+
+    from numpyro.infer.util import initialize_model, init_to_value
+    from jax.flatten_util import ravel_pytree
+
+    def gradient(model, kw):
+        info = initialize_model(jax.random.key(0), model, init_strategy=init_to_value(values=lap.map.params),
+                                model_kwargs=kw)
+        flat, unravel = ravel_pytree(lap.mode)
+        return np.asarray(jax.grad(lambda f: info.potential_fn(unravel(f)))(flat), dtype=float), unravel, flat
+
+    model, kw = hv.build(cfg_q, data, key=jax.random.key(1), grid=grid)
+    g_q, unravel, flat = gradient(model, kw)
+    gm = ppl_bmc.nppl.GMRF((grid, grid), hv.DEFAULTS["length_voxels"])
+    modes, times = [], []
+    for k in (21, 22):
+        t0 = time.perf_counter()
+        model, kw = hv.build({"method": "bmc", "n_particles": n}, data, key=jax.random.key(k), grid=grid)
+        g_b, _, _ = gradient(model, kw)
+        white = unravel(jnp.asarray(flat - np.linalg.solve(lap.hessian, g_b - g_q), flat.dtype))["log_density_white"]
+        modes.append(np.log(hv.DEFAULTS["density"]) + hv.DEFAULTS["sd_log"] * np.asarray(gm.transform(white)))
+        times.append(time.perf_counter() - t0)
+    mode_q = np.log(hv.DEFAULTS["density"]) + hv.DEFAULTS["sd_log"] * np.asarray(
+        gm.transform(lap.mode["log_density_white"]))
+
+    def rms(a, b):
+        return float(np.sqrt(np.mean(((a - b) / sd)[inside] ** 2)))
+
+    print(f"quadrature Laplace: {t_q:.1f} s; posterior sd of log-density inside the pyramid "
+          f"{sd[inside].min():.3f}–{sd[inside].max():.3f}")
+    print(f"BMC gradient at the quadrature mode ({n} particles, incl. compilation): {times[0]:.1f} s and "
+          f"{times[1]:.1f} s; |∇U_q| = {np.linalg.norm(g_q):.2e} at the quadrature point (subtracted)")
+    out = {"n_particles": n, "bin_error_rms": float(np.sqrt(np.mean(per_bin**2))), "bin_error_max": float(per_bin.max()),
+           "shift_keys": rms(modes[0], modes[1]), "shift_quadrature": max(rms(m, mode_q) for m in modes)}
+    print(f"mode shift between the two BMC keys: {out['shift_keys']:.3f} posterior sd (RMS over "
+          f"{int(inside.sum())} voxels; want <= 0.1)")
+    print(f"mode shift BMC - quadrature: {rms(modes[0], mode_q):.3f} and {rms(modes[1], mode_q):.3f} posterior sd "
+          f"(want <= 0.2)")
+    return out
+
+
+if __name__ == "__main__":
+    main()
