@@ -165,6 +165,8 @@ def test_a_well_sampled_fit_is_not_flagged(nuts_dir):
     noise = json.loads((nuts_dir / "diagnostics.json").read_text())["mc_noise"]
     assert noise["flagged"] is False and noise["ratio"] < 0.3, noise
     assert len(noise["ratios"]) == 4
+    # the posterior-mean shift between keys (posterior sd) is reported; the toy observes no counts
+    assert 0 <= noise["shift"] <= noise["shift_threshold"] == 0.1 and noise["bin_error"] is None, noise
 
 
 def test_mc_noise_flags_an_under_sampled_fit(data_dir, capsys):
@@ -177,7 +179,7 @@ def test_mc_noise_flags_an_under_sampled_fit(data_dir, capsys):
     noise = json.loads((out / "diagnostics.json").read_text())["mc_noise"]
     assert noise["flagged"] is True and noise["ratio"] > noise["threshold"] == 0.5, noise
     assert "ppl-bmc: warning: Monte-Carlo noise of the likelihood is large" in err
-    assert "FLAGGED" in stdout
+    assert "FLAGGED" in stdout and "posterior-mean shift between keys" in stdout
 
 
 def test_fit_laplace_then_summarize(data_dir, tmp_path, capsys):
