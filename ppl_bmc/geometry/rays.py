@@ -76,19 +76,24 @@ def plane_crossings(p, d, edges, t_default):
 def grid_crossings_near(p, d, t0, lower, size, counts, max_span, t_default):
     """Distances to the planes of a regular grid that ``p + t·d`` can cross for
     ``t ∈ [t0, t0 + max_span]``: per axis the ``⌊max_span/size⌋ + 2`` planes ahead of the point
-    at ``t0`` (indices clipped to the grid, so extra candidates are harmless duplicates).
+    at ``t0`` (indices clipped to the grid, so extra candidates are harmless duplicates), or all
+    the axis's ``counts + 1`` planes when that is fewer (a step longer than the grid).
 
     ``lower``, ``size``: (D,) m; ``counts``: cells per axis; ``max_span`` static (m).
     """
     out = []
     for axis in range(len(counts)):
         k = int(math.floor(max_span / size[axis])) + 2
+        inv, parallel = _safe_inverse(d[axis])
+        if k >= counts[axis] + 1:
+            plane = lower[axis] + jnp.arange(counts[axis] + 1, dtype=p.dtype) * size[axis]
+            out.append(jnp.where(parallel, t_default, (plane - p[axis]) * inv))
+            continue
         c = (p[axis] + t0 * d[axis] - lower[axis]) / size[axis]
         i0 = jnp.floor(c).astype(jnp.int32)
         ahead = jnp.arange(k, dtype=jnp.int32)
         j = jnp.clip(jnp.where(d[axis] >= 0, i0 + 1 + ahead, i0 - ahead), 0, counts[axis])
         plane = lower[axis] + j.astype(p.dtype) * size[axis]
-        inv, parallel = _safe_inverse(d[axis])
         out.append(jnp.where(parallel, t_default, (plane - p[axis]) * inv))
     return jnp.concatenate(out)
 
