@@ -23,15 +23,8 @@ from ppl_bmc.infer._arviz import (
     summary,
     to_netcdf,
 )
-from ppl_bmc.infer.diagnostics import (
-    Diagnostics,
-    DiagnosticWarning,
-    MCNoise,
-    MCNoiseWarning,
-    bfmi,
-    diagnostics,
-    mc_noise,
-)
+from ppl_bmc.infer.diagnostics import Diagnostics, DiagnosticWarning, bfmi, diagnostics
+from ppl_bmc.infer.noise import MCNoise, MCNoiseWarning, mc_noise
 from ppl_bmc.infer.checkpoint import Checkpoint
 from ppl_bmc.infer.laplace import LaplaceResult, laplace
 from ppl_bmc.infer.map import MapResult, fit_map
