@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints/py311.txt constraints/py312.txt
 	@echo "using $(PYTHON) ($$($(PYTHON) -c 'import sys; print(sys.version.split()[0])'))"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints/py$$($(PY) -c 'import sys; print("%d%d" % sys.version_info[:2] if sys.version_info < (3, 12) else "312")').txt -e '.[test,notebooks]'
+	$(PY) -m pip install --quiet -c constraints/py$$($(PY) -c 'import sys; print("%d%d" % sys.version_info[:2] if sys.version_info < (3, 12) else "312")').txt -e '.[test,notebooks,survey]'
 	@touch $(STAMP)
 
 # The paper's toy from the command line: simulate data at the paper's truth, fit by NUTS, and

@@ -28,15 +28,19 @@ _LAZY = {
     "ParticleBudget": ("ppl_bmc.budget", "ParticleBudget"),
     "particle_budget": ("ppl_bmc.budget", "particle_budget"),
     "Detector": ("ppl_bmc.detectors", "Detector"),
+    "Telescope": ("ppl_bmc.telescope", "Telescope"),
+    "GravitySurvey": ("ppl_bmc.gravity", "GravitySurvey"),
     "Scene": ("ppl_bmc.geometry", "Scene"),
     "expected_counts": ("ppl_bmc.likelihood", "expected_counts"),
     "detectors": ("ppl_bmc.detectors", None),
     "constants": ("ppl_bmc.physics.constants", None),
     "flux": ("ppl_bmc.physics.flux", None),
     "geometry": ("ppl_bmc.geometry", None),
+    "gravity": ("ppl_bmc.gravity", None),
     "materials": ("ppl_bmc.physics.materials", None),
     "muography": ("ppl_bmc.muography", None),
     "nppl": ("ppl_bmc.nppl", None),
+    "telescope": ("ppl_bmc.telescope", None),
     "toy": ("ppl_bmc.toy", None),
 }
 
@@ -44,8 +48,8 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 
 #: Subpackages and modules reachable as attributes (``ppl_bmc.infer``), imported on first use.
-_SUBMODULES = ("adjoint", "budget", "cli", "detectors", "estimators", "geometry", "infer", "likelihood", "muography", "nppl",
-               "physics", "quadrature", "toy", "transport")
+_SUBMODULES = ("adjoint", "budget", "cli", "detectors", "estimators", "geometry", "gravity", "infer", "likelihood",
+               "muography", "nppl", "physics", "quadrature", "telescope", "toy", "transport")
 
 
 def __getattr__(name):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ppl_bmc.telescope import Telescope
+
 __all__ = ["Detector", "check_detectors", "readings"]
 
 
@@ -140,11 +142,13 @@ class Detector:
 
 
 def check_detectors(detectors, ndim: int) -> tuple:
-    """Validate a detector or a sequence of them for a scene of dimension ``ndim``; all must
-    have the same number of bins (the output is ``(n_detectors, n_bins)``)."""
-    dets = (detectors,) if isinstance(detectors, Detector) else tuple(detectors) if detectors is not None else ()
-    if not dets or not all(isinstance(d, Detector) for d in dets):
-        raise ValueError("detectors must be a Detector or a non-empty sequence of Detectors")
+    """Validate a detector (a :class:`Detector` or a :class:`~ppl_bmc.telescope.Telescope`) or a
+    sequence of them for a scene of dimension ``ndim``; all must have the same number of bins
+    (lines of sight for telescopes; the output is ``(n_detectors, n_bins)``)."""
+    kinds = (Detector, Telescope)
+    dets = (detectors,) if isinstance(detectors, kinds) else tuple(detectors) if detectors is not None else ()
+    if not dets or not all(isinstance(d, kinds) for d in dets):
+        raise ValueError("detectors must be a Detector or Telescope, or a non-empty sequence of them")
     for i, d in enumerate(dets):
         if d.ndim != ndim:
             raise ValueError(f"detector {i} is {d.ndim}-D but the scene is {ndim}-D")
@@ -154,16 +158,22 @@ def check_detectors(detectors, ndim: int) -> tuple:
 
 
 def readings(detectors):
-    """Per reading (detector-major, then bin): ``origin (C, D)``, ``lo``/``hi`` (C, A) sampling
-    coordinates, ``omega (C,)`` sr, ``k_min (C,)`` GeV and ``scale (C,)`` m²·s, as numpy arrays."""
-    out = {k: [] for k in ("origin", "lo", "hi", "omega", "k_min", "scale")}
+    """Per reading (detector-major, then bin or line of sight), as numpy arrays: ``origin (C, D)``
+    m; ``lo``/``hi`` (C, A) sampling coordinates (a bin's box, or a telescope line of sight's
+    slope box); ``omega (C,)`` (sr for bins; m² for lines of sight, times cos⁴ϑ per direction);
+    ``k_min (C,)`` GeV; ``scale (C,)`` (m²·s for bins, s for lines of sight); ``frame (C, D, D)``
+    (a telescope's axes, identity for bins) and ``tent (C,)`` (1 for lines of sight).
+    :func:`ppl_bmc.geometry.rays.line_coords` and ``line_direction`` turn uniforms into directions."""
+    out = {k: [] for k in ("origin", "lo", "hi", "omega", "k_min", "scale", "frame", "tent")}
     for det in detectors:
-        lo, hi, omega = det.bins()
-        n = len(omega)
-        out["origin"].append(np.tile(det.position, (n, 1)))
-        out["lo"].append(lo)
-        out["hi"].append(hi)
-        out["omega"].append(omega)
-        out["k_min"].append(np.full(n, det.threshold_gev))
-        out["scale"].append(np.full(n, det.scale))
+        if isinstance(det, Telescope):
+            r = det.readings()
+        else:
+            lo, hi, omega = det.bins()
+            n = len(omega)
+            r = {"origin": np.tile(det.position, (n, 1)), "lo": lo, "hi": hi, "omega": omega,
+                 "k_min": np.full(n, det.threshold_gev), "scale": np.full(n, det.scale),
+                 "frame": np.broadcast_to(np.eye(det.ndim), (n, det.ndim, det.ndim)), "tent": np.zeros(n)}
+        for k in out:
+            out[k].append(r[k])
     return {k: np.concatenate(v) for k, v in out.items()}

@@ -29,7 +29,7 @@ from ppl_bmc import _checks, quadrature
 from ppl_bmc.adjoint import mean_weight
 from ppl_bmc.detectors import check_detectors, readings
 from ppl_bmc.estimators import BMC, resolve_method
-from ppl_bmc.geometry.rays import box_interval, direction
+from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.geometry.scene import Scene
 from ppl_bmc.transport.csda import MuonKernel
 from ppl_bmc.transport.paths import FieldPath
@@ -47,15 +47,17 @@ def exit_lengths(scene, detectors, n_grid: int = _EXIT_GRID):
     r = readings(detectors)
     f = (np.arange(n_grid) + 0.5) / n_grid
     grids = np.stack(np.meshgrid(*([f] * r["lo"].shape[1]), indexing="ij"), axis=-1).reshape(-1, r["lo"].shape[1])
-    coords = r["lo"][:, None, :] + grids[None] * (r["hi"] - r["lo"])[:, None, :]
-    d = direction(coords, scene.ndim)
+    shape = (len(r["lo"]), len(grids))
+    tent = np.broadcast_to(r["tent"][:, None], shape)
+    coords = line_coords(np.broadcast_to(grids, shape + grids.shape[1:]), r["lo"][:, None, :], r["hi"][:, None, :], tent)
+    d, _ = line_direction(coords, np.broadcast_to(r["frame"][:, None], shape + r["frame"].shape[1:]), tent, scene.ndim)
     return box_interval(np.broadcast_to(r["origin"][:, None, :], d.shape), d, scene.lower, scene.upper)[1]
 
 
 def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint, energy, stratified):
     kernel = MuonKernel(FieldPath(scene.field, scene.step_m), scene.material, scene.sky, scene.k_max, scene.decay,
                         energy=energy)
-    reading = {k: ctx[k] for k in ("origin", "lo", "hi", "omega", "k_min")}
+    reading = {k: ctx[k] for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
     w = mean_weight(kernel, params, reading, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,
                     stratified=stratified)
     return w * ctx["scale"]

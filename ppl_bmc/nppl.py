@@ -3,6 +3,7 @@
 * :func:`counts_site` — Poisson counts per detector bin, a ``numpyro.sample`` site named
   ``counts`` inside ``detector × bin`` plates (so ``numpyro.infer.Predictive`` simulates data
   and ``log_likelihood`` has one value per bin).
+* :func:`gravity_site` — Normal gravity anomalies per station (mGal), a site named ``gravity``.
 * :class:`GMRF` / :func:`gmrf_field` — a Gaussian Markov random field on a regular grid
   (precision ``κ²·I + Laplacian``, Neumann boundaries), sampled non-centred: white-noise
   latent ``<name>_white`` and the field as a deterministic site ``<name>``.
@@ -26,7 +27,7 @@ from ppl_bmc import _checks
 from ppl_bmc.estimators import resolve_method
 from ppl_bmc.likelihood import expected_counts
 
-__all__ = ["GMRF", "counts_site", "field_model", "fraction_prior", "gmrf_field", "log_density_prior"]
+__all__ = ["GMRF", "counts_site", "field_model", "fraction_prior", "gmrf_field", "gravity_site", "log_density_prior"]
 
 
 def counts_site(expected, observed=None, *, name: str = "counts"):
@@ -48,6 +49,24 @@ def counts_site(expected, observed=None, *, name: str = "counts"):
     n_det, n_bins = expected.shape
     with numpyro.plate("detector", n_det, dim=-2), numpyro.plate("bin", n_bins, dim=-1):
         return numpyro.sample(name, dist.Poisson(expected), obs=observed)
+
+
+def gravity_site(predicted, observed=None, *, noise_mgal, name: str = "gravity"):
+    """Normal observation of a gravity anomaly ``predicted`` (mGal, ``(M,)``, e.g. a
+    :class:`ppl_bmc.gravity.GravitySurvey` of the same densities plus any offset) with station
+    noise ``noise_mgal`` (mGal, > 0; a scalar or ``(M,)``), inside a ``station`` plate.
+    ``observed``: ``(M,)`` finite values (``None`` to sample).  Returns the site's value."""
+    predicted = jnp.asarray(predicted)
+    if predicted.ndim != 1:
+        raise ValueError(f"predicted gravity must have shape (n_stations,), got {predicted.shape}")
+    if _checks.is_concrete(noise_mgal) and not np.all(np.asarray(noise_mgal) > 0):
+        raise ValueError(f"noise_mgal must be > 0 mGal, got {noise_mgal}")
+    if observed is not None and _checks.is_concrete(observed):
+        obs = np.asarray(observed, dtype=float)
+        if obs.shape != predicted.shape or not np.all(np.isfinite(obs)):
+            raise ValueError(f"observed gravity must be finite with shape {predicted.shape} (mGal), got {obs.shape}")
+    with numpyro.plate("station", predicted.shape[0], dim=-1):
+        return numpyro.sample(name, dist.Normal(predicted, noise_mgal), obs=observed)
 
 
 class GMRF:

@@ -18,21 +18,33 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl_bmc.detectors import readings
-from ppl_bmc.geometry.rays import box_interval, direction
+from ppl_bmc.geometry.rays import box_interval, line_direction
+from ppl_bmc.telescope import tent_nodes
 from ppl_bmc.transport.csda import straight_line_flux
 
 __all__ = ["directions", "flux_table", "interpolate_flux", "geometry", "counts"]
 
 
-def directions(lo, hi, omega, n):
-    """Gauss-Legendre directions within each bin: coordinates (C, Q, A) and weights (C, Q) summing to Ω."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    f, wf = 0.5 * (x + 1), 0.5 * w
+def directions(lo, hi, omega, n, tent=None):
+    """Gauss-Legendre directions within each bin: coordinates (C, Q, A) and weights (C, Q)
+    summing to Ω.  Where ``tent`` (C,) is set (telescope lines of sight), the nodes and weights
+    are those of the tent density on the slope box (:func:`ppl_bmc.telescope.tent_nodes`; the
+    weights sum to ``omega``, before the cos⁴ϑ factor of each direction)."""
     n_axes = lo.shape[1]
-    grid = np.stack(np.meshgrid(*([f] * n_axes), indexing="ij"), axis=-1).reshape(-1, n_axes)
-    weights = np.prod(np.stack(np.meshgrid(*([wf] * n_axes), indexing="ij"), axis=-1).reshape(-1, n_axes), axis=-1)
-    coords = lo[:, None, :] + grid[None] * (hi - lo)[:, None, :]
-    return coords, omega[:, None] * weights[None, :]
+
+    def grid(f, wf):
+        g = np.stack(np.meshgrid(*([f] * n_axes), indexing="ij"), axis=-1).reshape(-1, n_axes)
+        return g, np.prod(np.stack(np.meshgrid(*([wf] * n_axes), indexing="ij"), axis=-1).reshape(-1, n_axes), axis=-1)
+
+    x, w = np.polynomial.legendre.leggauss(n)
+    g, weights = grid(0.5 * (x + 1), 0.5 * w)
+    g, weights = np.broadcast_to(g, (len(lo),) + g.shape), np.broadcast_to(weights, (len(lo),) + weights.shape)
+    if tent is not None and np.any(tent > 0):
+        gt, wt = grid(*tent_nodes(n))
+        sel = tent > 0
+        g, weights = np.where(sel[:, None, None], gt[None], g), np.where(sel[:, None], wt[None], weights)
+    coords = lo[:, None, :] + g * (hi - lo)[:, None, :]
+    return coords, omega[:, None] * weights
 
 
 #: Opacity grid of the quadrature's flux tables: u = log(1 + X/X0), X in kg/m², up to X_MAX
@@ -87,11 +99,13 @@ def interpolate_flux(table, row, opacity):
 
 def geometry(detectors, ndim, n_directions):
     """numpy rays of the quadrature: ``(arrays, rows)`` with arrays origin/dirs (C, Q, D),
-    weights (C, Q) sr, table row index (C, Q), scale (C,) m²·s; rows the distinct
+    weights (C, Q) (sr for bins, m² sr for telescope lines of sight), table row index (C, Q), scale (C,) m²·s; rows the distinct
     (cos zenith, threshold) pairs (a hashable tuple)."""
     r = readings(detectors)
-    coords, weights = directions(r["lo"], r["hi"], r["omega"], n_directions)
-    dirs = direction(coords, ndim)
+    coords, weights = directions(r["lo"], r["hi"], r["omega"], n_directions, r["tent"])
+    frame = np.broadcast_to(r["frame"][:, None], coords.shape[:2] + r["frame"].shape[1:])
+    dirs, factor = line_direction(coords, frame, np.broadcast_to(r["tent"][:, None], coords.shape[:2]), ndim)
+    weights = weights * factor
     keys = np.stack([np.round(dirs[..., -1], 12), np.broadcast_to(r["k_min"][:, None], dirs.shape[:2])], -1)
     rows, index = np.unique(keys.reshape(-1, 2), axis=0, return_inverse=True)
     arrays = {"origin": np.broadcast_to(r["origin"][:, None, :], dirs.shape), "dirs": dirs, "weights": weights,

@@ -126,7 +126,7 @@ def test_field_kernel_split_step_is_the_step_and_inverts_it(x64):
     params = jnp.asarray(rho)
     kernel = MuonKernel(FieldPath(scene.field, scene.step_m), scene.material, scene.sky, scene.k_max, scene.decay)
     r = readings([Detector((3.0, 0.0), np.linspace(-45, 45, 7), exposure_s=DAY)])
-    ctx = {k: jnp.asarray(r[k][2]) for k in ("origin", "lo", "hi", "omega", "k_min")}
+    ctx = {k: jnp.asarray(r[k][2]) for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
     state, _ = kernel.init(params, ctx, jnp.array([0.3, 0.6]))
     u = jnp.zeros((0,))
     n_inside = 0

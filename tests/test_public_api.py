@@ -11,11 +11,15 @@ import ppl_bmc
 
 #: The names users import; a change here is a change of the public API (update README too).
 PINNED = {
-    "ppl_bmc": ["Adjoint", "AutodiffAdjoint", "BMC", "Detector", "ForwardSensitivity", "LineOfSightEnergy",
-                "LogUniformEnergy", "ParticleBudget", "Quadrature", "ReplayAdjoint", "Scene", "particle_budget", "constants", "detectors", "expected_counts", "flux", "geometry", "materials", "mean_weight",
-                "muography", "nppl", "toy", "__version__"],
+    "ppl_bmc": ["Adjoint", "AutodiffAdjoint", "BMC", "Detector", "ForwardSensitivity", "GravitySurvey",
+                "LineOfSightEnergy", "LogUniformEnergy", "ParticleBudget", "Quadrature", "ReplayAdjoint", "Scene",
+                "Telescope", "particle_budget", "constants", "detectors", "expected_counts", "flux", "geometry",
+                "gravity", "materials", "mean_weight", "muography", "nppl", "telescope", "toy", "__version__"],
     "ppl_bmc.estimators": ["Quadrature", "BMC", "resolve_method"],
-    "ppl_bmc.geometry": ["Composite", "Field", "GaussianBlobs", "HeightMap", "Layers", "Mixture", "Scene", "VoxelGrid"],
+    "ppl_bmc.geometry": ["Composite", "Elevation", "Field", "GaussianBlobs", "HeightMap", "Layers", "Mixture", "Scene",
+                         "VoxelGrid", "read_elevation"],
+    "ppl_bmc.telescope": ["Telescope", "square_planes_acceptance", "tent_nodes"],
+    "ppl_bmc.gravity": ["G", "MGAL", "GravitySurvey", "prism_gz"],
     "ppl_bmc.transport": ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy",
                           "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel"],
     "ppl_bmc.physics.flux": ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "gccly", "gaisser", "MODELS", "get",

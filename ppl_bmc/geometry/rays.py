@@ -30,6 +30,36 @@ def direction(coords, ndim):
     return xp.stack([s * xp.cos(phi), s * xp.sin(phi), c], axis=-1)
 
 
+def _tent_quantile(u, xp):
+    """Inverse CDF of the tent density on [−1, 1] at uniforms ``u``."""
+    return xp.where(u < 0.5, xp.sqrt(2 * xp.clip(u, 0.0, 0.5)) - 1, 1 - xp.sqrt(2 * xp.clip(1 - u, 0.0, 0.5)))
+
+
+def line_coords(u, lo, hi, tent):
+    """Sampling coordinates (…, A) of a reading from uniforms ``u`` (…, A): uniform in the box
+    ``[lo, hi]`` (a detector bin) or, where ``tent`` (…,) is set, tent-distributed on it (a
+    telescope line of sight: slopes).  numpy or JAX arrays."""
+    xp = np if isinstance(u, np.ndarray) else jnp
+    f = xp.where(xp.asarray(tent)[..., None] > 0, 0.5 * (1 + _tent_quantile(u, xp)), u)
+    return lo + f * (hi - lo)
+
+
+def line_direction(coords, frame, tent, ndim):
+    """``(direction (…, D), factor (…,))`` of sampling coordinates: a detector bin's α (2-D) or
+    (cos θ, φ) (3-D), factor 1; or, where ``tent`` is set, a telescope's slopes (s_u, s_v) along
+    the columns u, v of ``frame`` (…, 3, 3) around its axis w, factor cos⁴ϑ = |(s_u, s_v, 1)|⁻⁴
+    (the étendue's projection of both planes).  numpy or JAX arrays."""
+    xp = np if isinstance(coords, np.ndarray) else jnp
+    d = direction(coords, ndim)
+    if ndim == 2:
+        return d, xp.ones(coords.shape[:-1], coords.dtype)
+    frame = xp.asarray(frame, coords.dtype)
+    v = coords[..., 0:1] * frame[..., :, 0] + coords[..., 1:2] * frame[..., :, 1] + frame[..., :, 2]
+    n2 = xp.sum(v * v, axis=-1)
+    tent = xp.asarray(tent)[...] > 0
+    return xp.where(tent[..., None], v / xp.sqrt(n2)[..., None], d), xp.where(tent, 1.0 / (n2 * n2), 1.0)
+
+
 def _safe_inverse(d, xp=jnp):
     """``1/d`` where ``|d|`` is not tiny, else 0 (with finite gradients)."""
     small = xp.abs(d) < _PARALLEL
@@ -116,4 +146,5 @@ def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
     return jnp.sum(half[:, None] * jnp.asarray(w, t.dtype) * density_at(nodes))
 
 
-__all__ = ["box_interval", "direction", "grid_crossings_near", "integrate_pieces", "plane_crossings"]
+__all__ = ["box_interval", "direction", "grid_crossings_near", "integrate_pieces", "line_coords", "line_direction",
+           "plane_crossings"]

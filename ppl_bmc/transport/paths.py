@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from ppl_bmc.geometry.field import Field
-from ppl_bmc.geometry.rays import box_interval, direction
+from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.physics.constants import MWE
 from ppl_bmc.transport.energy import Line
 
@@ -120,9 +120,11 @@ class LineOfSight(Path):
 class FieldPath(Path):
     """Straight steps of ``step_m`` metres from a detector through ``field`` to the sky.
 
-    ``ctx`` per reading: ``origin`` (D,) m, bin ``lo``/``hi`` (D − 1,) in sampling coordinates
-    (α in 2-D; cos θ and φ in 3-D), ``omega`` (sr), ``k_min`` (GeV).  Directions are uniform in
-    solid angle within the bin.  A step's opacity is the field's exact ray integral; a particle
+    ``ctx`` per reading (:func:`ppl_bmc.detectors.readings`): ``origin`` (D,) m, bin ``lo``/``hi``
+    (D − 1,) in sampling coordinates (α in 2-D; cos θ and φ in 3-D; a telescope line of sight's
+    slopes), ``omega``, ``k_min`` (GeV), ``frame``, ``tent``.  Directions are uniform in solid
+    angle within a bin; tent-distributed in slope for a telescope line of sight, with weight
+    ``omega·cos⁴ϑ`` (its étendue).  A step's opacity is the field's exact ray integral; a particle
     leaves when less than :data:`EXIT_TOLERANCE_M` of its line is left inside the field's box.
     """
 
@@ -134,8 +136,9 @@ class FieldPath(Path):
         return self.field.ndim
 
     def start(self, ctx, u):
-        coords = ctx["lo"] + u * (ctx["hi"] - ctx["lo"])
-        return ctx["origin"], direction(coords, self.ndim), ctx["omega"]
+        coords = line_coords(u, ctx["lo"], ctx["hi"], ctx["tent"])
+        d, factor = line_direction(coords, ctx["frame"], ctx["tent"], self.ndim)
+        return ctx["origin"], d, ctx["omega"] * factor
 
     def segment(self, position, direction, params):
         x = self.field.integrate(position, direction, 0.0, self.step_m, params, max_span=self.step_m)

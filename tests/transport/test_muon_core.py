@@ -34,7 +34,8 @@ def _layer_and_slab(zenith_deg, thickness_m, n_steps, decay=True):
     field = MuonKernel(FieldPath(layer, length / n_steps), rock, flux.gccly, 1e6, decay)
     slab = MuonKernel(LineOfSight(n_steps), rock, flux.gccly, 1e6, decay)
     one = lambda v: jnp.asarray(np.asarray(v, dtype=float)[None])
-    field_ctx = {"origin": one(np.zeros(2)), "lo": one([z]), "hi": one([z]), "omega": one(1.0), "k_min": one(1e-3)}
+    field_ctx = {"origin": one(np.zeros(2)), "lo": one([z]), "hi": one([z]), "omega": one(1.0), "k_min": one(1e-3),
+                 "frame": one(np.eye(2)), "tent": one(0.0)}
     slab_ctx = {"zenith": one(z), "k_min": one(1e-3)}
     return (field, jnp.full(1, rock.density), field_ctx), (slab, rock.density * length / MWE, slab_ctx)
 
