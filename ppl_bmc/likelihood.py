@@ -70,7 +70,7 @@ def _expected(params, key, geom, scene, n_detectors, rows, n_particles, n_steps,
     # the geometry arrays are arguments, not constants: XLA would otherwise constant-fold the
     # (parameter-free) ray set-up, slowly
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
-    geom = {k: v if k == "index" else v.astype(dtype) for k, v in geom.items()}
+    geom = {k: v if k in ("index", "cols") else v.astype(dtype) for k, v in geom.items()}
     if key is None:
         counts = quadrature.counts(scene, params, geom, rows, dtype)
     else:
@@ -149,6 +149,9 @@ def expected_counts(
         run = (est.key, est.n_particles or DEFAULT_PARTICLES, n_steps, est.adjoint, est.energy, est.stratified)
     else:
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
+        if scene.field.affine:  # opacities are c + J·params: tabulate the sparse J once
+            dtype = jnp.dtype(jnp.result_type(*jax.tree_util.tree_leaves(params))).name
+            geom.update(quadrature.path_lengths(scene.field, dets, est.n_directions, dtype))
         run = (None, 1, 1, None, None, True)
     key, n, steps, adj, energy, stratified = run
     counts = _expected(params, key, geom, scene, len(dets), rows, int(n), int(steps), adj, energy, stratified)

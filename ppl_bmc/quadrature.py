@@ -22,7 +22,7 @@ from ppl_bmc.geometry.rays import box_interval, line_direction
 from ppl_bmc.telescope import tent_nodes
 from ppl_bmc.transport.csda import straight_line_flux
 
-__all__ = ["directions", "flux_table", "interpolate_flux", "geometry", "counts"]
+__all__ = ["directions", "flux_table", "interpolate_flux", "geometry", "path_lengths", "counts"]
 
 
 def directions(lo, hi, omega, n, tent=None):
@@ -113,16 +113,73 @@ def geometry(detectors, ndim, n_directions):
     return arrays, tuple(map(tuple, rows.tolist()))
 
 
+def _ray_opacity(field, p, d, params):
+    t_in, t_out = box_interval(p, d, field.lower, field.upper)
+    return field.integrate(p, d, t_in, t_out, params)
+
+
+def _zeros(shape_tree, dtype):
+    """Zero params from a field's ``params_shape()`` (a shape, or a tuple of them)."""
+    if isinstance(shape_tree, tuple) and all(isinstance(n, (int, np.integer)) for n in shape_tree):
+        return jnp.zeros(shape_tree, dtype)
+    return tuple(_zeros(s, dtype) for s in shape_tree)
+
+
+#: Rays per batch when tabulating path lengths (a dense (batch, n_params) block at a time).
+_PATH_BATCH = 512
+
+
+@lru_cache(maxsize=8)
+def path_lengths(field, detectors, n_directions, dtype):
+    """The quadrature's rays through an affine field (``field.affine``) as a sparse linear map:
+    opacity = ``offset + Σ_k lengths[r, k] · flat_params[cols[r, k]]`` (kg/m², params flattened
+    by ``jax.flatten_util.ravel_pytree``).  ``offset (C, Q)`` is the opacity at params 0,
+    ``cols``/``lengths`` ``(C, Q, K)`` the non-zero entries of each ray's gradient (path lengths in
+    m, times the field's fixed scale), K the most any ray has.  Exact (the integral is affine);
+    computed once, eagerly, per (field, detectors, n_directions, dtype) and cached, so a fit pays
+    a gather per ray instead of a sort of its breakpoints."""
+    from jax.flatten_util import ravel_pytree
+
+    geom, _ = geometry(detectors, field.ndim, n_directions)
+    shape = geom["dirs"].shape[:2]
+    origin, dirs = (geom[k].reshape(-1, field.ndim) for k in ("origin", "dirs"))
+    with jax.ensure_compile_time_eval():
+        flat0, unravel = ravel_pytree(_zeros(field.params_shape(), dtype))
+        ray = lambda p, d, flat: _ray_opacity(field, p, d, unravel(flat))
+        row = jax.jit(jax.vmap(jax.value_and_grad(ray, argnums=2), (0, 0, None)))
+        offsets, rows, cols, vals = [], [], [], []
+        for start in range(0, len(origin), _PATH_BATCH):
+            sl = slice(start, start + _PATH_BATCH)
+            value, jac = row(jnp.asarray(origin[sl], dtype), jnp.asarray(dirs[sl], dtype), flat0)
+            jac = np.asarray(jac)
+            r, c = np.nonzero(jac)
+            offsets.append(np.asarray(value))
+            rows.append(r + start)
+            cols.append(c)
+            vals.append(jac[r, c])
+    rows, cols, vals = (np.concatenate(v) for v in (rows, cols, vals))
+    n_rays = len(origin)
+    per_row = np.bincount(rows, minlength=n_rays)
+    k = max(int(per_row.max(initial=0)), 1)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    c_out, v_out = np.zeros((n_rays, k), np.int32), np.zeros((n_rays, k), dtype)
+    c_out[rows, slot], v_out[rows, slot] = cols, vals
+    return {"offset": np.concatenate(offsets).reshape(shape), "cols": c_out.reshape(shape + (k,)),
+            "lengths": v_out.reshape(shape + (k,))}
+
+
 def counts(scene, params, geom, rows, dtype):
     """Expected counts ``(C,)`` of every reading: the weighted sum over its rays of the tabulated
-    flux behind each ray's exact opacity through ``scene.field`` with ``params``."""
+    flux behind each ray's exact opacity through ``scene.field`` with ``params`` (from the
+    :func:`path_lengths` map when ``geom`` carries one)."""
     field = scene.field
+    if "lengths" in geom:
+        from jax.flatten_util import ravel_pytree
 
-    def ray(p, d):
-        t_in, t_out = box_interval(p, d, field.lower, field.upper)
-        return field.integrate(p, d, t_in, t_out, params)
-
-    opacity = jax.vmap(jax.vmap(ray))(geom["origin"], geom["dirs"])
+        flat = ravel_pytree(params)[0]
+        opacity = geom["offset"] + jnp.sum(geom["lengths"] * flat[geom["cols"]], axis=-1)
+    else:
+        opacity = jax.vmap(jax.vmap(lambda p, d: _ray_opacity(field, p, d, params)))(geom["origin"], geom["dirs"])
     # one flux table per distinct (cos zenith, threshold): rays share them
     table = flux_table(scene.material, scene.sky, rows, scene.k_max, scene.decay, jnp.dtype(dtype).name)
     flux = interpolate_flux(table, geom["index"], opacity)

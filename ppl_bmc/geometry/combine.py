@@ -48,6 +48,10 @@ class Composite(Field):
     def breakpoints(self, p, d, t0, t1, params, max_span=None):
         return jnp.concatenate([f.breakpoints(p, d, t0, t1, q, max_span) for f, q in zip(self.parts, params)])
 
+    @property
+    def affine(self) -> bool:
+        return all(f.affine for f in self.parts)
+
     def params_shape(self):
         return tuple(f.params_shape() for f in self.parts)
 
@@ -88,6 +92,10 @@ class Mixture(Field):
 
     def breakpoints(self, p, d, t0, t1, params, max_span=None):
         return self.fraction.breakpoints(p, d, t0, t1, params, max_span)
+
+    @property
+    def affine(self) -> bool:
+        return self.fraction.affine  # density_b + fraction · (density_a − density_b)
 
     def params_shape(self):
         return self.fraction.params_shape()

@@ -59,6 +59,13 @@ class Field(ABC):
     n_sub: int = 1
 
     @property
+    def affine(self) -> bool:
+        """Whether every ray integral is an affine function of ``params`` (``c + J·params``):
+        then fits precompute ``c`` and the sparse ``J`` (path lengths per parameter) once
+        (:func:`ppl_bmc.quadrature.path_lengths`).  False unless a field says so."""
+        return False
+
+    @property
     def ndim(self) -> int:
         """2 (x, z) or 3 (x, y, z)."""
         return len(self.lower)

@@ -45,6 +45,10 @@ class Layers(Field):
         planes = [np.array([l, u]) for l, u in zip(self.lower[:-1], self.upper[:-1])] + [self.z_edges]
         return plane_crossings(p, d, tuple(planes), t1)
 
+    @property
+    def affine(self) -> bool:
+        return True  # density = the layer's param
+
     def params_shape(self):
         return (len(self.z_edges) - 1,)
 

@@ -165,6 +165,10 @@ class HeightMap(Field):
             out.append(self.fill.breakpoints(p, d, t0, t1, params, max_span))
         return jnp.concatenate(out)
 
+    @property
+    def affine(self) -> bool:
+        return self.fill is None or self.fill.affine  # the surface does not move with params
+
     def params_shape(self):
         return () if self.fill is None else self.fill.params_shape()
 

@@ -109,6 +109,10 @@ class VoxelGrid(Field):
             planes = tuple(self.edges(a) for a in range(self.ndim))
         return plane_crossings(p, d, planes, t1)
 
+    @property
+    def affine(self) -> bool:
+        return True  # density = scale · (values, or their multilinear interpolation)
+
     def params_shape(self):
         return self.shape
 
