@@ -3,6 +3,9 @@
 * :func:`counts_site` — Poisson counts per detector bin, a ``numpyro.sample`` site named
   ``counts`` inside ``detector × bin`` plates (so ``numpyro.infer.Predictive`` simulates data
   and ``log_likelihood`` has one value per bin).
+* :class:`Systematics` / :func:`survey_counts` — a survey's nuisances as latent sites (background
+  flux floor and efficiency per telescope, sky normalisation and spectral tilt, a density bias),
+  the ``counts`` site with them, and open-sky calibration runs (``open_sky_counts``).
 * :func:`gravity_site` — Normal gravity anomalies per station (mGal), a site named ``gravity``.
 * :class:`GMRF` / :func:`gmrf_field` — a Gaussian Markov random field on a regular grid
   (precision ``κ²·I + Laplacian``, Neumann boundaries), sampled non-centred: white-noise
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -27,14 +31,16 @@ from ppl_bmc import _checks
 from ppl_bmc.estimators import resolve_method
 from ppl_bmc.likelihood import expected_counts
 
-__all__ = ["GMRF", "counts_site", "field_model", "fraction_prior", "gmrf_field", "gravity_site", "log_density_prior"]
+__all__ = ["GMRF", "Systematics", "counts_site", "field_model", "fraction_prior", "geometric_factor", "gmrf_field",
+           "gravity_site", "log_density_prior", "survey_counts"]
 
 
-def counts_site(expected, observed=None, *, name: str = "counts"):
+def counts_site(expected, observed=None, *, name: str = "counts", plates=("detector", "bin")):
     """Poisson observation of ``expected`` counts ``(n_detectors, n_bins)``.
 
     ``observed``: integer-valued counts of the same shape (``None`` to sample).  Concrete
-    observed counts must be finite and ≥ 0.  Returns the site's value.
+    observed counts must be finite and ≥ 0.  ``plates``: the names of the two plates.  Returns
+    the site's value.
     """
     expected = jnp.asarray(expected)
     if expected.ndim != 2:
@@ -47,7 +53,7 @@ def counts_site(expected, observed=None, *, name: str = "counts"):
                                             or np.any(obs != np.round(obs))):
             raise ValueError("observed counts must be finite non-negative integers")
     n_det, n_bins = expected.shape
-    with numpyro.plate("detector", n_det, dim=-2), numpyro.plate("bin", n_bins, dim=-1):
+    with numpyro.plate(plates[0], n_det, dim=-2), numpyro.plate(plates[1], n_bins, dim=-1):
         return numpyro.sample(name, dist.Poisson(expected), obs=observed)
 
 
@@ -67,6 +73,147 @@ def gravity_site(predicted, observed=None, *, noise_mgal, name: str = "gravity")
             raise ValueError(f"observed gravity must be finite with shape {predicted.shape} (mGal), got {obs.shape}")
     with numpyro.plate("station", predicted.shape[0], dim=-1):
         return numpyro.sample(name, dist.Normal(predicted, noise_mgal), obs=observed)
+
+
+@dataclass(frozen=True)
+class Systematics:
+    """Priors of a muon survey's nuisances, each a NumPyro distribution or ``None`` (fixed at
+    its nominal value).  Used by :func:`survey_counts`; every one is a latent site.
+
+    Parameters
+    ----------
+    background : Distribution or None
+        Per telescope (site ``background``, ``(n_detectors,)``): an opacity-independent flux
+        floor (m⁻² s⁻¹ sr⁻¹) added to every line of sight's transmitted flux — soft
+        electromagnetic particles, upward and accidental coincidences (the excess measured at
+        the Puy de Dôme).  Counts gain ``background × acceptance × exposure × efficiency``.
+    efficiency : Distribution or None
+        Per telescope (site ``efficiency``): a factor on its nominal efficiency (1 = nominal).
+    sky_norm : Distribution or None
+        One factor on the sky flux (site ``sky_norm``), shared by all telescopes.
+    tilt : Distribution or None
+        A spectral-index shift δ of the sky flux, ``× ((K + m_μ)/pivot_gev)^δ`` (site ``tilt``);
+        the counts at δ are interpolated (quadratically in log) from three fluxes at
+        ``δ ∈ {−tilt_step, 0, tilt_step}``, exact to ~1e-4 for |δ| ≤ tilt_step.
+    density_bias : Distribution or None
+        A constant (kg/m³, site ``density_bias``) added to the densities the muons see (not to
+        gravity's): the muography–gravity offset found at La Soufrière.
+    pivot_gev, tilt_step : float
+        The tilt's pivot energy (GeV) and interpolation step.
+    """
+
+    background: object = None
+    efficiency: object = None
+    sky_norm: object = None
+    tilt: object = None
+    density_bias: object = None
+    pivot_gev: float = 10.0
+    tilt_step: float = 0.05
+
+    def __post_init__(self):
+        for name in ("background", "efficiency", "sky_norm", "tilt", "density_bias"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, dist.Distribution):
+                raise ValueError(f"{name} must be a numpyro Distribution or None, got {v!r}")
+        if not (self.pivot_gev > 0 and self.tilt_step > 0):
+            raise ValueError(f"pivot_gev and tilt_step must be > 0, got {self.pivot_gev}, {self.tilt_step}")
+
+
+def geometric_factor(detectors):
+    """Per detector and bin (or line of sight), ``exposure × efficiency × acceptance`` (m² s sr):
+    the counts of a flux of 1 m⁻² s⁻¹ sr⁻¹ — ``(n_detectors, n_bins)``."""
+    from ppl_bmc.telescope import Telescope
+
+    rows = []
+    for det in detectors:
+        acc = det.acceptance() if isinstance(det, Telescope) else det.area_m2 * det.bins()[2]
+        rows.append(det.exposure_s * det.efficiency * np.asarray(acc))
+    return np.stack(rows)
+
+
+def _with_tilt(scene, params, detectors, systematics, tilt, method_kw):
+    """Expected counts at the tilt δ (quadratic interpolation of log counts in δ), or at δ = 0."""
+    import dataclasses
+
+    from ppl_bmc.physics.flux import Tilted
+
+    if tilt is None:
+        return expected_counts(scene, params, detectors, **method_kw)
+    h = systematics.tilt_step
+    at = lambda d: expected_counts(dataclasses.replace(scene, sky=Tilted(scene.sky, d, systematics.pivot_gev)),
+                                   params, detectors, **method_kw)
+    tiny = jnp.finfo(jnp.result_type(float)).tiny
+    lm, l0, lp = (jnp.log(jnp.maximum(at(d), tiny)) for d in (-h, 0.0, h))
+    slope, curve = (lp - lm) / (2 * h), (lp - 2 * l0 + lm) / (2 * h * h)
+    return jnp.exp(l0 + tilt * slope + tilt * tilt * curve)
+
+
+def survey_counts(scene, params, detectors, systematics=Systematics(), *, observed=None, open_sky=None,
+                  open_observed=None, method="quadrature", key=None, n_particles=None, n_steps=None,
+                  name: str = "counts"):
+    """The muon observation of a survey with its nuisances: samples the latent sites of
+    ``systematics``, then the Poisson ``counts`` (and ``open_sky_counts``) sites.
+
+    Expected counts of telescope i, line of sight j:
+    ``ε_i · (s · S_ij(ρ + b; δ) + β_i · G_ij)`` with S the transmitted counts
+    (:func:`~ppl_bmc.likelihood.expected_counts`, nominal efficiency), ε the relative
+    efficiency, s the sky normalisation, δ the tilt, b the density bias, β the background
+    flux floor and G :func:`geometric_factor`.
+
+    Parameters
+    ----------
+    scene, params, detectors : as :func:`~ppl_bmc.likelihood.expected_counts`.
+    systematics : Systematics
+    observed : counts ``(n_detectors, n_bins)`` or None.
+    open_sky : detectors or None
+        One calibration run per detector (same order): telescopes pointed at open sky in the
+        same scene (their lines of sight see no matter: densities 0), sharing detector i's
+        efficiency and background; site ``open_sky_counts``.
+    open_observed : their counts or None.
+    method, key, n_particles, n_steps : the likelihood's estimator (default the quadrature).
+
+    Returns a dict of the expected counts (``"counts"``, ``"open_sky_counts"``).
+    """
+    if not isinstance(systematics, Systematics):
+        raise ValueError(f"systematics must be a ppl_bmc.nppl.Systematics, got {systematics!r}")
+    dets = tuple(detectors) if isinstance(detectors, (list, tuple)) else (detectors,)
+    n_det = len(dets)
+    kw = dict(method=resolve_method(method, key=key, n_particles=n_particles, n_steps=n_steps))
+    sy = systematics
+
+    def site(name, prior, shape=()):
+        if prior is None:
+            return None
+        if shape:
+            with numpyro.plate(f"{name}_detector", shape[0], dim=-1):
+                return numpyro.sample(name, prior)
+        return numpyro.sample(name, prior)
+
+    bkg = site("background", sy.background, (n_det,))
+    eff = site("efficiency", sy.efficiency, (n_det,))
+    norm = site("sky_norm", sy.sky_norm)
+    tilt = site("tilt", sy.tilt)
+    bias = site("density_bias", sy.density_bias)
+    mu_params = params if bias is None else jax.tree_util.tree_map(lambda p: p + bias, params)
+
+    def expected(dets_, params_):
+        signal = _with_tilt(scene, params_, dets_, sy, tilt, kw)
+        if norm is not None:
+            signal = norm * signal
+        if bkg is not None:
+            signal = signal + bkg[:, None] * jnp.asarray(geometric_factor(dets_), signal.dtype)
+        return signal if eff is None else eff[:, None] * signal
+
+    out = {name: expected(dets, mu_params)}
+    counts_site(out[name], observed, name=name)
+    if open_sky is not None:
+        opens = tuple(open_sky) if isinstance(open_sky, (list, tuple)) else (open_sky,)
+        if len(opens) != n_det:
+            raise ValueError(f"open_sky must have one calibration run per detector ({n_det}), got {len(opens)}")
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        out["open_sky_counts"] = expected(opens, zeros)
+        counts_site(out["open_sky_counts"], open_observed, name="open_sky_counts", plates=("open_detector", "open_bin"))
+    return out
 
 
 class GMRF:

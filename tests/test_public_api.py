@@ -22,7 +22,7 @@ PINNED = {
     "ppl_bmc.gravity": ["G", "MGAL", "GravitySurvey", "prism_gz"],
     "ppl_bmc.transport": ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy",
                           "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel"],
-    "ppl_bmc.physics.flux": ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "gccly", "gaisser", "MODELS", "get",
+    "ppl_bmc.physics.flux": ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "Tilted", "gccly", "gaisser", "MODELS", "get",
                              "cos_theta_star", "charge_fraction", "MU_PLUS_OVER_MU_MINUS", "CHIRKIN_P"],
     "ppl_bmc.physics.materials": ["Material", "names", "get", "custom", "check_composition"],
     "ppl_bmc.physics.constants": ["MUON_MASS", "MUON_CTAU", "MWE"],

@@ -20,6 +20,7 @@ ratio :data:`MU_PLUS_OVER_MU_MINUS` splits them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
@@ -162,6 +163,31 @@ class TabulatedFlux(SkyFlux):
         return jnp.exp(log_flux)
 
 
+@dataclass(frozen=True)
+class Tilted(SkyFlux):
+    """A sky flux with its spectral index shifted: ``base(K, c) × ((K + m_μ)/pivot_gev)^tilt``
+    (GeV⁻¹ m⁻² s⁻¹ sr⁻¹), a nuisance of the flux model's shape (``tilt`` dimensionless, e.g.
+    ±0.05; ``pivot_gev`` > 0 the energy where the flux is unchanged)."""
+
+    base: SkyFlux
+    tilt: float
+    pivot_gev: float = 10.0
+
+    def __post_init__(self):
+        if not isinstance(self.base, SkyFlux):
+            raise ValueError(f"base must be a SkyFlux, got {self.base!r}")
+        if not (np.isfinite(self.tilt) and abs(self.tilt) < 1):
+            raise ValueError(f"tilt must be finite with |tilt| < 1, got {self.tilt}")
+        if not (np.isfinite(self.pivot_gev) and self.pivot_gev > 0):
+            raise ValueError(f"pivot_gev must be > 0 GeV, got {self.pivot_gev}")
+        object.__setattr__(self, "tilt", float(self.tilt))
+        object.__setattr__(self, "pivot_gev", float(self.pivot_gev))
+
+    def __call__(self, kinetic_energy, cos_zenith):
+        k = jnp.asarray(kinetic_energy)
+        return self.base(k, cos_zenith) * ((k + MUON_MASS) / self.pivot_gev) ** self.tilt
+
+
 #: Sky fluxes by name (shorthand for the values).
 MODELS = {"gccly": gccly, "gaisser": gaisser}
 
@@ -176,5 +202,5 @@ def get(sky, name: str = "sky") -> SkyFlux:
     raise ValueError(f"{name} must be a ppl_bmc.flux.SkyFlux or one of {sorted(MODELS)}, got {sky!r}")
 
 
-__all__ = ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "gccly", "gaisser", "MODELS", "get", "cos_theta_star",
+__all__ = ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "Tilted", "gccly", "gaisser", "MODELS", "get", "cos_theta_star",
            "charge_fraction", "MU_PLUS_OVER_MU_MINUS", "CHIRKIN_P"]
