@@ -31,6 +31,8 @@ from ppl_bmc.detectors import check_detectors, readings
 from ppl_bmc.estimators import BMC, resolve_method
 from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.geometry.scene import Scene
+from ppl_bmc.geometry.terrain import HeightMap
+from ppl_bmc.telescope import Telescope
 from ppl_bmc.transport.csda import MuonKernel
 from ppl_bmc.transport.paths import FieldPath
 
@@ -86,6 +88,12 @@ def _check_positions(scene, detectors):
         if np.any(p < lo - tol) or np.any(p > hi + tol):
             raise ValueError(f"detector {i} at {det.position} m is outside the scene's box "
                              f"[{scene.lower}, {scene.upper}] m: place detectors inside it or on its boundary")
+        if isinstance(det, Telescope) and not det.underground and isinstance(scene.field, HeightMap):
+            with jax.ensure_compile_time_eval():  # concrete even while a model is traced
+                depth = float(scene.field.surface(jnp.asarray(p[:2]))) - p[2]
+            if depth > tol:
+                raise ValueError(f"detectors[{i}]: the telescope at {det.position} m is {depth:.3g} m below the "
+                                 "terrain surface; place it on the ground, or pass underground=True for a tunnel")
 
 
 #: Default particles per bin of ``expected_counts(method="bmc")``.

@@ -91,6 +91,9 @@ class Telescope:
         Detection efficiency in (0, 1].
     threshold_gev : float
         Kinetic energy (GeV) a muon needs at the telescope to be counted, in [1e-3, 1e5].
+    underground : bool
+        A telescope in a tunnel or gallery: below the terrain surface on purpose (otherwise a
+        telescope below a :class:`~ppl_bmc.geometry.HeightMap`'s surface is an error).
 
     Lines of sight are ordered ``v``-offset-major: ``shape == (2n − 1, 2n − 1)`` with
     ``b = −(n − 1) … n − 1`` along the first axis and ``a`` along the second.
@@ -106,6 +109,7 @@ class Telescope:
     exposure_s: float = 30 * 86400.0
     efficiency: float = 1.0
     threshold_gev: float = 1e-3
+    underground: bool = False
 
     def __post_init__(self):
         pos = np.asarray(self.position, dtype=float)

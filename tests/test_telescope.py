@@ -157,3 +157,14 @@ def test_telescope_needs_two_quadrature_directions_and_a_3d_scene():
     flat = Scene(Layers((-300.0,), (300.0,), z_edges=[0.0, 30.0]))
     with pytest.raises(ValueError, match="3-D but the scene is 2-D"):
         expected_counts(flat, jnp.full(1, 2000.0), tel, method="quadrature")
+
+
+def test_telescope_below_the_terrain():
+    from ppl_bmc.geometry import HeightMap
+
+    hill = Scene(HeightMap.volcano(300.0, 150.0, ndim=3, center=(0.0, 0.0), n_knots=9))
+    buried = Telescope((-100.0, 0.0, 10.0), 0.0, 20.0, n_pixels=2, pixel_m=0.2, separation_m=1.0)
+    with pytest.raises(ValueError, match=r"detectors\[0\].*below the terrain surface"):
+        expected_counts(hill, jnp.asarray(2000.0), buried, method="quadrature")
+    tunnel = Telescope((-100.0, 0.0, 10.0), 0.0, 20.0, n_pixels=2, pixel_m=0.2, separation_m=1.0, underground=True)
+    assert np.all(np.isfinite(np.asarray(expected_counts(hill, jnp.asarray(2000.0), tunnel, method="quadrature"))))

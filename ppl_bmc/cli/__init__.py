@@ -60,7 +60,9 @@ with ``importlib`` from its path and defines:
   ``summarize`` draws ``mean_<site>.png`` and ``sd_<site>.png`` (or the point and its curvature
   sd for a MAP fit) and, for MCMC, ``rhat_<site>.png`` and ``ess_<site>.png``.  The site's last
   two axes are ``(z, x)``: row ``i`` is the ``i``-th row of cells from the bottom
-  (``imshow(..., origin="lower", extent=extent)``).
+  (``imshow(..., origin="lower", extent=extent)``).  A 3-D site ``(z, y, x)`` needs
+  ``"section": {"axis": a, "at": f}`` (or ``"index": i``): the maps show the section at index
+  ``i`` (or ``⌊f·n⌋``) of its axis ``a`` (0 = z, 1 = y, 2 = x); the mask is 3-D, the truth the section.
 * optional ``validate_data(data)`` — raises ``ValueError`` for bad data.  The command itself
   rejects missing observed sites, non-finite observed values, negative values in observed
   integer (count) arrays, and observed values outside the support of their site's distribution.

@@ -256,8 +256,15 @@ def _site_maps(figure, figures, site, spec, post, table, method, config, truth, 
     import numpy as np
 
     values = np.asarray(post[site].values, dtype=float)
+    full_shape, cut = values.shape[2:], (lambda a: a)
+    if values.ndim == 5 and spec.get("section"):  # a 3-D site: one section of it
+        axis = int(spec["section"]["axis"])
+        n_axis = full_shape[axis]
+        index = int(spec["section"].get("index", min(n_axis - 1, int(spec["section"].get("at", 0.5) * n_axis))))
+        cut = lambda a: None if a is None else np.take(a, index, axis=np.ndim(a) - 3 + axis)
+        values = cut(values)
     if values.ndim != 4:
-        warn(f"MAPS[{site!r}]: the site is not 2-D (shape {values.shape[2:]}); no map drawn")
+        warn(f"MAPS[{site!r}]: the site is not 2-D (shape {values.shape[2:]}) and has no 'section'; no map drawn")
         return
     shape = values.shape[2:]
     exp = spec.get("transform") == "exp"
@@ -266,7 +273,7 @@ def _site_maps(figure, figures, site, spec, post, table, method, config, truth, 
     mask = None
     if callable(spec.get("mask")):
         try:
-            mask = np.asarray(spec["mask"](config, shape), dtype=bool)
+            mask = cut(np.asarray(spec["mask"](config, full_shape), dtype=bool))
         except Exception as err:  # noqa: BLE001
             warn(f"MAPS[{site!r}]: the mask could not be computed ({err}); the whole grid is drawn")
     t = truth.get(spec.get("truth")) if spec.get("truth") else None
@@ -277,7 +284,7 @@ def _site_maps(figure, figures, site, spec, post, table, method, config, truth, 
     if method == "map":
         centre, centre_name = phys[0], "MAP"
         part = ((report.get("map") or {}).get("curvature") or {}).get("sites", {}).get(site)
-        sd = np.asarray(part["sd"], dtype=float) if part else None
+        sd = cut(np.asarray(part["sd"], dtype=float)) if part else None
         if sd is not None and exp:
             sd = centre * sd  # delta method: sd(exp x) ≈ exp(x)·sd(x)
         sd_name = "curvature sd at the MAP" + (" (delta method)" if exp else "")
@@ -293,12 +300,12 @@ def _site_maps(figure, figures, site, spec, post, table, method, config, truth, 
     if method in ("nuts", "hmc") and "r_hat" in table.columns:
         grids = {}
         for col in ("r_hat", "ess_bulk"):
-            grid = np.full(shape, np.nan)
+            grid = np.full(full_shape, np.nan)
             for label, value in table[col].items():
                 parsed = figures.parse_label(label)
-                if parsed and parsed[0] == site and len(parsed[1]) == 2:
+                if parsed and parsed[0] == site and len(parsed[1]) == len(full_shape):
                     grid[parsed[1]] = value
-            grids[col] = grid
+            grids[col] = cut(grid)
         common_nt = dict(common, truth=None)
         figure(f"rhat_{site}.png", lambda: figures.map_figure(
             grids["r_hat"], title=f"r̂ per cell of {site} (≤ {RHAT_MAX} is good)", colorbar_label="r̂",

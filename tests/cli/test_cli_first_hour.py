@@ -24,6 +24,8 @@ COMMON = {"posterior.nc", "summary.csv", "trace.png", "diagnostics.json", "fit.t
 SMALL = {
     "paper_toy": (["--set", "sim_particles=20000"], ["--n-particles", "300"]),
     "hidden_void": (["--set", "grid=6", "--set", "exposure_days=10.0"], []),
+    "volcano_3d": (["--set", "grid=4", "--set", "truth_grid=8", "--set", "n_pixels=3", "--set", "n_stations=8",
+                    "--set", "dem_cells=17", "--set", "n_directions=2"], []),
 }
 
 
