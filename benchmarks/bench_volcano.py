@@ -18,7 +18,6 @@ import sys
 import time
 
 import jax
-import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median
 from numpyro.infer.util import initialize_model
