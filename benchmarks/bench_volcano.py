@@ -50,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--grid", type=int, default=16)
     parser.add_argument("--particles", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--map-steps", type=int, default=1500)
+    parser.add_argument("--map-steps", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="a small smoke run (grid 4, few pixels)")
     args = parser.parse_args(argv)
     over = {"grid": args.grid}
@@ -96,7 +96,7 @@ def main(argv=None):
     fit = infer.fit_map(model, rng_key=jax.random.key(2), num_steps=args.map_steps, learning_rate=0.05, **kw)
     out["map_s"] = time.perf_counter() - t0
     loc = vm.locate(vm.map_log_density(fit, cfg), cfg)
-    print(f"MAP ({args.map_steps} steps, quadrature): {out['map_s']:.1f} s; conduit {loc['conduit_distance']} and "
+    print(f"MAP ({args.map_steps} steps, quadrature, converged={fit.converged}): {out['map_s']:.1f} s; conduit {loc['conduit_distance']} and "
           f"low-density zone {loc['zone_distance']} voxel(s) from the true bodies")
     return out
 

@@ -7,7 +7,7 @@ radius 70 m, 1300 kg/m³) in its western flank.  Three telescopes (8 × 8 pixels
 1 m apart, 90 days) stand at its foot 700 m from the axis at azimuths 0°, 120° and 240°, looking
 up the flank 22° above the horizon; each has a background flux floor (soft particles,
 accidentals) and an efficiency that the fit infers, with a 5-day open-sky calibration run
-pointed at the zenith.  A gravity survey (stations on the flanks, 0.05 mGal noise, an unknown
+pointed at the zenith.  A gravity survey (stations on the flanks, 0.1 mGal noise, an unknown
 offset) sees the same densities.
 
 The data are drawn from the exact quadrature expectation of the true geometry on a 32³ grid;
@@ -62,7 +62,7 @@ DEFAULTS = {
     "true_background": [0.004, 0.008, 0.006],  # m⁻² s⁻¹ sr⁻¹
     "true_efficiency": [0.9, 0.8, 0.95],
     "n_stations": 36,
-    "gravity_noise_mgal": 0.05,
+    "gravity_noise_mgal": 0.1,  # total station error (reading, drift, terrain correction)
     "grid": 16,  # voxels per axis of the inference grid
     "sd_log": 0.3,
     "length_voxels": 2.0,
@@ -364,7 +364,7 @@ MAPS = {"log_density": {"extent": [-800.0, 800.0, 0.0, 300.0], "xlabel": "x (m)"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=DEFAULTS["grid"])
-    parser.add_argument("--map-steps", type=int, default=2000)
+    parser.add_argument("--map-steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join("results", "volcano_3d"))
     return parser.parse_args(argv)

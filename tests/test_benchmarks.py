@@ -50,3 +50,9 @@ def test_bmc_key_shift_on_a_small_grid(capsys):
     res = main(["--quick"])
     assert res["bin_error_rms"] <= 0.3
     assert res["shift_keys"] <= 0.1 and res["shift_quadrature"] <= 0.2, res
+
+
+@pytest.mark.slow  # ~60 s on 2 cores (the BMC gradient compiles for ~30 s)
+def test_volcano_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_volcano.py", capsys, monkeypatch)
+    assert "quadrature value+gradient" in out and "BMC value+gradient" in out and "MAP (" in out
