@@ -125,8 +125,9 @@ def _zeros(shape_tree, dtype):
     return tuple(_zeros(s, dtype) for s in shape_tree)
 
 
-#: Rays per batch when tabulating path lengths (a dense (batch, n_params) block at a time).
-_PATH_BATCH = 512
+#: Rays per batch when tabulating path lengths: a dense (batch, n_params) block at a time, at
+#: most ~2²⁴ entries (64 MiB in float32) however many parameters the field has.
+_PATH_BATCH, _PATH_BLOCK = 512, 2**24
 
 
 @lru_cache(maxsize=8)
@@ -148,8 +149,9 @@ def path_lengths(field, detectors, n_directions, dtype):
         ray = lambda p, d, flat: _ray_opacity(field, p, d, unravel(flat))
         row = jax.jit(jax.vmap(jax.value_and_grad(ray, argnums=2), (0, 0, None)))
         offsets, rows, cols, vals = [], [], [], []
-        for start in range(0, len(origin), _PATH_BATCH):
-            sl = slice(start, start + _PATH_BATCH)
+        batch = max(8, min(_PATH_BATCH, _PATH_BLOCK // max(int(flat0.size), 1)))
+        for start in range(0, len(origin), batch):
+            sl = slice(start, start + batch)
             value, jac = row(jnp.asarray(origin[sl], dtype), jnp.asarray(dirs[sl], dtype), flat0)
             jac = np.asarray(jac)
             r, c = np.nonzero(jac)
