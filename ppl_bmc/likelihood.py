@@ -57,7 +57,7 @@ def exit_lengths(scene, detectors, n_grid: int = _EXIT_GRID):
 
 
 def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint, energy, stratified):
-    kernel = MuonKernel(FieldPath(scene.field, scene.step_m), scene.material, scene.sky, scene.k_max, scene.decay,
+    kernel = MuonKernel(FieldPath(scene.field, scene.step_m, n_steps), scene.material, scene.sky, scene.k_max, scene.decay,
                         energy=energy)
     reading = {k: ctx[k] for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
     w = mean_weight(kernel, params, reading, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,

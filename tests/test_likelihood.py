@@ -114,7 +114,8 @@ def test_adjoints_agree_on_expected_counts_gradients(x64):
         np.testing.assert_allclose(g, grads[0], rtol=1e-9, atol=1e-12 * np.abs(grads[0]).max())
 
 
-def test_field_kernel_split_step_is_the_step_and_inverts_it(x64):
+@pytest.mark.parametrize("traced", [False, True])
+def test_field_kernel_split_step_is_the_step_and_inverts_it(traced, x64):
     # The replay adjoint runs the muon kernel backward through segment/advance/rewind/inverse_given:
     # the step they make must be undone by the inverse to float64 rounding, and the segment
     # must read only the path leaves that rewind restores.
@@ -124,7 +125,8 @@ def test_field_kernel_split_step_is_the_step_and_inverts_it(x64):
 
     scene, rho = _pyramid_scene(n=5, seed=3)
     params = jnp.asarray(rho)
-    kernel = MuonKernel(FieldPath(scene.field, scene.step_m), scene.material, scene.sky, scene.k_max, scene.decay)
+    path = FieldPath(scene.field, scene.step_m, 12 if traced else None)
+    kernel = MuonKernel(path, scene.material, scene.sky, scene.k_max, scene.decay)
     r = readings([Detector((3.0, 0.0), np.linspace(-45, 45, 7), exposure_s=DAY)])
     ctx = {k: jnp.asarray(r[k][2]) for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
     state, _ = kernel.init(params, ctx, jnp.array([0.3, 0.6]))
@@ -143,6 +145,40 @@ def test_field_kernel_split_step_is_the_step_and_inverts_it(x64):
                                    rtol=1e-12)
         state = new
     assert n_inside >= 2  # the check is not vacuous
+
+
+def test_a_traced_walk_is_the_stepwise_walk(x64):
+    # expected_counts traces each particle's straight line once (FieldPath(n_steps=...)) instead
+    # of integrating every step: for one key the estimate and its replay gradient are the
+    # stepwise walk's to float64 rounding (the adjoints agree on the traced walk: above).
+    from ppl_bmc.adjoint import mean_weight
+    from ppl_bmc.detectors import readings
+    from ppl_bmc.transport.csda import MuonKernel
+    from ppl_bmc.transport.paths import FieldPath
+
+    scene, rho = _pyramid_scene(n=5, seed=2)
+    r = readings([Detector((x, 0.0), np.linspace(-45, 45, 4), exposure_s=DAY) for x in (-8.0, 5.0)])
+    ctx = {k: jnp.asarray(r[k]) for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
+    n_steps = ppl_bmc.likelihood._check_steps(scene, [Detector((x, 0.0), np.linspace(-45, 45, 4)) for x in (-8.0, 5.0)],
+                                              None)
+    weights = jnp.asarray(np.random.default_rng(3).normal(size=6))
+    out = {}
+    for traced in (False, True):
+        kernel = MuonKernel(FieldPath(scene.field, scene.step_m, n_steps if traced else None), scene.material,
+                            scene.sky, scene.k_max, scene.decay)
+        f = lambda q: mean_weight(kernel, q, ctx, jax.random.key(4), n_particles=64, n_steps=n_steps,
+                                  adjoint=ppl_bmc.ReplayAdjoint())
+        value, grad = jax.jit(jax.value_and_grad(lambda q: jnp.sum(weights * f(q))))(jnp.asarray(rho))
+        out[traced] = float(value), np.asarray(grad)
+    v0, g0 = out[False]
+    assert np.abs(g0).max() > 0
+    for (v, g) in out.values():
+        assert v == pytest.approx(v0, rel=1e-12)
+        np.testing.assert_allclose(g, g0, rtol=1e-9, atol=1e-12 * np.abs(g0).max())
+    # another key differs (the comparison can fail)
+    other = float(jnp.sum(weights * mean_weight(kernel, jnp.asarray(rho), ctx, jax.random.key(5), n_particles=64,
+                                                n_steps=n_steps, adjoint=ppl_bmc.ReplayAdjoint())))
+    assert abs(other - v0) > 1e-8 * abs(v0)
 
 
 def test_quadrature_gradient_matches_finite_differences(x64):

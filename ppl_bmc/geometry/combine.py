@@ -45,6 +45,9 @@ class Composite(Field):
     def integrate(self, p, d, t0, t1, params, max_span=None):
         return sum(f.integrate(p, d, t0, t1, q, max_span) for f, q in zip(self.parts, params))
 
+    def step_integrals(self, p, d, step_m, n_steps, params):
+        return sum(f.step_integrals(p, d, step_m, n_steps, q) for f, q in zip(self.parts, params))
+
     def breakpoints(self, p, d, t0, t1, params, max_span=None):
         return jnp.concatenate([f.breakpoints(p, d, t0, t1, q, max_span) for f, q in zip(self.parts, params)])
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl_bmc import _checks
-from ppl_bmc.geometry.rays import integrate_pieces, plane_crossings
+from ppl_bmc.geometry.rays import integrate_pieces, integrate_steps, plane_crossings
 
 __all__ = ["Field"]
 
@@ -98,6 +98,15 @@ class Field(ABC):
         at = lambda t: self.density(p + t[..., None] * d, params)
         breaks = self.breakpoints(p, d, t0, t1, params, max_span)
         return integrate_pieces(at, breaks, t0, t1, self.n_nodes, self.n_sub)
+
+    def step_integrals(self, p, d, step_m, n_steps: int, params):
+        """Opacities (kg/m², shape ``(n_steps,)``) of the consecutive segments
+        ``t ∈ [k·step_m, (k+1)·step_m]`` of the ray ``p + t·d``, k = 0 … n_steps − 1: one
+        traversal of the whole ray (one sort of its breakpoints) instead of one per step; each
+        equals ``integrate(p, d, k·step_m, (k+1)·step_m, params)`` to float rounding."""
+        at = lambda t: self.density(p + t[..., None] * d, params)
+        breaks = self.breakpoints(p, d, 0.0, step_m * n_steps, params)
+        return integrate_steps(at, breaks, step_m, n_steps, self.n_nodes, self.n_sub)
 
     @abstractmethod
     def check_params(self, params, name: str = "params"):

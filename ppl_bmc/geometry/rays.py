@@ -128,6 +128,19 @@ def grid_crossings_near(p, d, t0, lower, size, counts, max_span, t_default):
     return jnp.concatenate(out)
 
 
+def _pieces(density_at, t, n_nodes: int, n_sub: int):
+    """``(integrals, midpoints)`` of the pieces between consecutive sorted distances ``t`` (each
+    cut into ``n_sub`` equal parts, ``n_nodes`` Gauss-Legendre nodes per part): 1-D arrays."""
+    a, b = t[:-1], t[1:]
+    if n_sub > 1:
+        f = jnp.linspace(0.0, 1.0, n_sub + 1, dtype=t.dtype)
+        a, b = (a[:, None] + (b - a)[:, None] * f[:-1]).ravel(), (a[:, None] + (b - a)[:, None] * f[1:]).ravel()
+    x, w = np.polynomial.legendre.leggauss(n_nodes)
+    half, mid = 0.5 * (b - a), 0.5 * (a + b)
+    nodes = mid[:, None] + half[:, None] * jnp.asarray(x, t.dtype)
+    return jnp.sum(half[:, None] * jnp.asarray(w, t.dtype) * density_at(nodes), axis=-1), mid
+
+
 def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
     """∫_{t0}^{t1} ρ(t) dt for ρ smooth between ``breaks`` (a 1-D array of distances).
 
@@ -136,15 +149,23 @@ def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
     ``density_at`` maps distances of any shape to densities of the same shape.
     """
     t = jnp.sort(jnp.concatenate([jnp.stack([t0, t1]), jnp.clip(breaks, t0, t1)]))
-    a, b = t[:-1], t[1:]
-    if n_sub > 1:
-        f = jnp.linspace(0.0, 1.0, n_sub + 1, dtype=t.dtype)
-        a, b = (a[:, None] + (b - a)[:, None] * f[:-1]).ravel(), (a[:, None] + (b - a)[:, None] * f[1:]).ravel()
-    x, w = np.polynomial.legendre.leggauss(n_nodes)
-    half = 0.5 * (b - a)
-    nodes = 0.5 * (a + b)[:, None] + half[:, None] * jnp.asarray(x, t.dtype)
-    return jnp.sum(half[:, None] * jnp.asarray(w, t.dtype) * density_at(nodes))
+    return jnp.sum(_pieces(density_at, t, n_nodes, n_sub)[0])
 
 
-__all__ = ["box_interval", "direction", "grid_crossings_near", "integrate_pieces", "line_coords", "line_direction",
+def integrate_steps(density_at, breaks, step, n_steps: int, n_nodes: int, n_sub: int = 1):
+    """``(n_steps,)`` integrals of ρ over the consecutive steps ``[k·step, (k+1)·step]`` of a ray
+    (k = 0 … n_steps − 1), from one sort of its ``breaks`` and the step boundaries: each piece
+    between sorted distances lies in one step and is summed into it (no differences of large
+    running sums).  Same rule as :func:`integrate_pieces` within each step.  ``step`` in m,
+    ``n_steps`` static."""
+    dt = jnp.result_type(breaks, step)
+    end = step * n_steps
+    bounds = step * jnp.arange(n_steps + 1, dtype=dt)
+    t = jnp.sort(jnp.concatenate([bounds, jnp.clip(breaks, 0.0, end)]))
+    pieces, mid = _pieces(density_at, t, n_nodes, n_sub)
+    which = jnp.clip(jnp.floor(mid / step), 0, n_steps - 1).astype(jnp.int32)
+    return jnp.zeros(n_steps, pieces.dtype).at[which].add(pieces)
+
+
+__all__ = ["box_interval", "direction", "grid_crossings_near", "integrate_pieces", "integrate_steps", "line_coords", "line_direction",
            "plane_crossings"]

@@ -89,14 +89,15 @@ class MuonKernel(Kernel):
 
     def init(self, params, ctx, u):
         position, d, omega = self.path.start(ctx, u[:-1])
-        line = self.path.line(position, d, params, ctx) if self.energy.needs_line else None
+        traced = None if self.scattering else self.path.trace(position, d, params)  # a straight walk
+        line = self.path.line(position, d, params, ctx, traced) if self.energy.needs_line else None
         k, log_w = self.energy.sample(u[-1], ctx["k_min"], self.k_max, self.material, self.sky_flux, line,
                                       decay=self.decay)
-        return MuonState(energy_at(self.material, k), position, d), log_w + jnp.log(omega)
+        return MuonState(energy_at(self.material, k), position, d, traced), log_w + jnp.log(omega)
 
     def segment(self, state, params, ctx, u, k):
         """``(grammage kg/m², length m, ok)`` of the step starting at ``state``."""
-        return self.path.segment(state.position, state.direction, params)
+        return self.path.segment(state.position, state.direction, params, state.grammages, k)
 
     def _deflection(self, energy, params, u):
         return deflection(self.path.scattering_grammage(params), energy.transport_path, u[0])
@@ -108,13 +109,13 @@ class MuonKernel(Kernel):
         if self.scattering:  # deflect at the end of the step with the energy reached there
             d = self.path.turn(d, self._deflection(energy, params, u))
         position = self.path.move(state.position, state.direction)
-        return MuonState(energy, position, d), jnp.where(ok, log_w, -jnp.inf)
+        return MuonState(energy, position, d, state.grammages), jnp.where(ok, log_w, -jnp.inf)
 
     def rewind(self, state, params, ctx, u, k):
         d = state.direction
         if self.scattering:
             d = self.path.turn(d, -self._deflection(state.energy, params, u))
-        return MuonState(state.energy, self.path.move(state.position, d, -1.0), d)
+        return MuonState(state.energy, self.path.move(state.position, d, -1.0), d, state.grammages)
 
     def inverse_given(self, state, seg, params, ctx, u, k):
         before = self.rewind(state, params, ctx, u, k)

@@ -49,11 +49,15 @@ class MuonEnergy(NamedTuple):
 class MuonState(NamedTuple):
     """One muon of a backward walk: its :class:`MuonEnergy`, ``position`` (D,) m and
     ``direction`` of travel backward (towards the sky): a unit vector (D,) in a field, the angle
-    to the line of sight (rad) along a :class:`~ppl_bmc.transport.paths.LineOfSight`."""
+    to the line of sight (rad) along a :class:`~ppl_bmc.transport.paths.LineOfSight`.
+    ``grammages`` (n_steps,) kg/m²: the opacity of every step of a straight path, traced once at
+    the start (:meth:`~ppl_bmc.transport.paths.Path.trace`); ``None`` when each step integrates
+    its own segment."""
 
     energy: MuonEnergy
     position: jax.Array
     direction: jax.Array
+    grammages: jax.Array | None = None
 
 
 def sample_energy(u, k_min, k_max):

@@ -43,11 +43,19 @@ class Path(ABC):
         """``(position (D,) m, direction (D,), omega)`` of a particle of the reading ``ctx`` from
         ``ndim − 1`` uniforms; ``omega`` (sr, or 1) multiplies the initial weight."""
 
+    def trace(self, position, direction, params):
+        """The opacity (kg/m², ``(n_steps,)``) of every step of a straight walk from ``position``
+        along ``direction``, computed once at the start; ``None`` (the default) when each step
+        integrates its own segment."""
+        del position, direction, params
+        return None
+
     @abstractmethod
-    def segment(self, position, direction, params):
-        """``(grammage kg/m², length m, ok)`` of the step starting at ``position`` along
-        ``direction``; length ``None`` when the step is in the energy-loss material at its nominal
-        density; ``ok`` False gives the particle weight 0."""
+    def segment(self, position, direction, params, grammages=None, k=None):
+        """``(grammage kg/m², length m, ok)`` of step ``k`` (1-based) starting at ``position``
+        along ``direction`` (``grammages``: what :meth:`trace` returned); length ``None`` when the
+        step is in the energy-loss material at its nominal density; ``ok`` False gives the
+        particle weight 0."""
 
     @abstractmethod
     def move(self, position, direction, sign=1.0):
@@ -59,10 +67,11 @@ class Path(ABC):
         the cosine of its zenith angle there."""
 
     @abstractmethod
-    def line(self, position, direction, params, ctx):
+    def line(self, position, direction, params, ctx, grammages=None):
         """The straight line from ``position`` along ``direction`` to the sky, a
         :class:`~ppl_bmc.transport.energy.Line` (its grammage, length and exit cos zenith): what
-        a :class:`~ppl_bmc.transport.energy.LineOfSightEnergy` proposal is built from."""
+        a :class:`~ppl_bmc.transport.energy.LineOfSightEnergy` proposal is built from
+        (``grammages``: what :meth:`trace` returned, if anything)."""
 
     def turn(self, direction, angle):
         """The direction after a multiple-scattering deflection by ``angle`` (rad, in the plane
@@ -100,7 +109,7 @@ class LineOfSight(Path):
     def turn(self, direction, angle):
         return direction + angle
 
-    def segment(self, position, direction, params):
+    def segment(self, position, direction, params, grammages=None, k=None):
         cos_a = jnp.cos(direction)
         forward = cos_a > 0  # a muon turned sideways never crosses the slab
         grammage = self.scattering_grammage(params) / jnp.where(forward, cos_a, 1.0)
@@ -109,7 +118,7 @@ class LineOfSight(Path):
     def move(self, position, direction, sign=1.0):
         return position  # only the grammage matters along a line of sight
 
-    def line(self, position, direction, params, ctx):
+    def line(self, position, direction, params, ctx, grammages=None):
         return Line(MWE * params, None, jnp.cos(ctx["zenith"] + direction))
 
     def exit(self, position, direction, ctx):
@@ -126,10 +135,17 @@ class FieldPath(Path):
     angle within a bin; tent-distributed in slope for a telescope line of sight, with weight
     ``omega·cos⁴ϑ`` (its étendue).  A step's opacity is the field's exact ray integral; a particle
     leaves when less than :data:`EXIT_TOLERANCE_M` of its line is left inside the field's box.
+
+    ``n_steps`` (static): when given, the walk is straight (no scattering), so each particle's
+    line is traversed once at its start (:meth:`Field.step_integrals
+    <ppl_bmc.geometry.field.Field.step_integrals>`: one sort of the whole ray's breakpoints)
+    and step k reads its opacity from that (:meth:`trace`); the same numbers to float rounding
+    as integrating every step, and the line-of-sight energy proposal reuses them.
     """
 
     field: Field
     step_m: float
+    n_steps: int | None = None
 
     @property
     def ndim(self):
@@ -140,8 +156,16 @@ class FieldPath(Path):
         d, factor = line_direction(coords, ctx["frame"], ctx["tent"], self.ndim)
         return ctx["origin"], d, ctx["omega"] * factor
 
-    def segment(self, position, direction, params):
-        x = self.field.integrate(position, direction, 0.0, self.step_m, params, max_span=self.step_m)
+    def trace(self, position, direction, params):
+        if self.n_steps is None:
+            return None
+        return self.field.step_integrals(position, direction, self.step_m, self.n_steps, params)
+
+    def segment(self, position, direction, params, grammages=None, k=None):
+        if grammages is None:
+            x = self.field.integrate(position, direction, 0.0, self.step_m, params, max_span=self.step_m)
+        else:
+            x = grammages[k - 1]
         t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
         length = jnp.clip(t_out, 0.0, self.step_m) - jnp.clip(t_in, 0.0, self.step_m)
         return x, length, True
@@ -149,9 +173,13 @@ class FieldPath(Path):
     def move(self, position, direction, sign=1.0):
         return position + sign * self.step_m * direction
 
-    def line(self, position, direction, params, ctx):
+    def line(self, position, direction, params, ctx, grammages=None):
         t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
-        return Line(self.field.integrate(position, direction, t_in, t_out, params), t_out - t_in, direction[-1])
+        if grammages is None:
+            x = self.field.integrate(position, direction, t_in, t_out, params)
+        else:  # the steps cover the line (n_steps is checked to take every ray out)
+            x = jnp.sum(grammages)
+        return Line(x, t_out - t_in, direction[-1])
 
     def exit(self, position, direction, ctx):
         t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)

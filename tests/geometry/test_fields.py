@@ -67,8 +67,8 @@ def test_pyramid_opacity_is_exact(angle):
     assert got == pytest.approx(2000.0 * 130.0 / (math.cos(a) + 1.3 * abs(math.sin(a))), rel=1e-6)
 
 
-@pytest.mark.parametrize("build", ["layers", "blobs", "smooth_voxels", "pyramid_3d", "composite", "mixture"])
-def test_field_integrals_match_brute_force(build):
+def _field_case(build):
+    """``(field, params, start, direction)`` of one field family for the ray tests."""
     rng = np.random.default_rng(3)
     if build == "layers":
         f, q, p, d = Layers((-50.0,), (50.0,), z_edges=[0.0, 3.0, 10.0, 12.5]), jnp.array([2000.0, 1000.0, 2600.0]), (5.0, 0.0), (0.3, 0.954)
@@ -87,7 +87,15 @@ def test_field_integrals_match_brute_force(build):
     else:
         f = Mixture(VoxelGrid((-10.0, 0.0), (10.0, 10.0), (4, 4)), density_a=2650.0, density_b=1000.0)
         q, p, d = jnp.asarray(rng.uniform(0, 1, (4, 4))), (-2.0, 0.0), (0.2, 0.98)
-    d = np.asarray(d) / np.linalg.norm(d)
+    return f, q, p, np.asarray(d) / np.linalg.norm(d)
+
+
+FAMILIES = ["layers", "blobs", "smooth_voxels", "pyramid_3d", "composite", "mixture"]
+
+
+@pytest.mark.parametrize("build", FAMILIES)
+def test_field_integrals_match_brute_force(build):
+    f, q, p, d = _field_case(build)
     exact = _ray_opacity(f, p, d, q)
     # the brute-force trapezoid on 4e5 points is good to ~1e-5 relative for these fields
     assert exact == pytest.approx(_numeric_opacity(f, p, d, q), rel=1e-4)
@@ -109,3 +117,45 @@ def test_steps_of_any_length_sum_to_the_ray_integral(step_m, x64):
     # the sum without its last step falls short: the check can fail
     assert steps - float(grid.integrate(p + (n - 1) * step_m * d, d, 0.0, step_m, rho, max_span=step_m)) \
         != pytest.approx(whole, rel=1e-6)
+
+
+@pytest.mark.parametrize("build", FAMILIES + ["voxels_3d", "terrain_3d"])
+def test_step_integrals_are_the_steps_integrated_one_by_one(build, x64):
+    # BMC traces a straight walk once (one sort of the whole ray's breakpoints) and reads each
+    # step's opacity from it: the same numbers as integrating every step on its own, and the
+    # same gradients (float64 rounding: 1e-10 relative to the largest step).
+    import jax
+
+    if build == "voxels_3d":
+        f = VoxelGrid((-20.0, -10.0, 0.0), (20.0, 10.0, 30.0), (5, 3, 4))
+        q = jnp.asarray(np.random.default_rng(6).uniform(500, 3000, f.shape))
+        p, d = (1.0, -2.0, 0.0), np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93])
+    elif build == "terrain_3d":
+        x, y = np.linspace(-40, 40, 6), np.linspace(-30, 30, 5)
+        h = 20 + 10 * np.cos(x[None, :] / 17) * np.sin(y[:, None] / 11)
+        f = HeightMap((-40.0, -30.0, 0.0), (40.0, 30.0, 35.0), (x, y), h,
+                      fill=VoxelGrid((-40.0, -30.0, 0.0), (40.0, 30.0, 35.0), (4, 3, 5)))
+        q = jnp.asarray(np.random.default_rng(7).uniform(1500, 2800, (5, 3, 4)))
+        p, d = (2.0, 1.0, 0.0), np.array([0.5, -0.3, 0.8]) / np.linalg.norm([0.5, -0.3, 0.8])
+    else:
+        f, q, p, d = _field_case(build)
+    p, d = jnp.asarray(p, float), jnp.asarray(d, float)
+    _, t_out = box_interval(p, d, f.lower, f.upper)
+    step = float(t_out) / 6.3  # the last step leaves the box
+    n = 8
+
+    @jax.jit
+    def one_by_one(q):
+        return jnp.stack([f.integrate(p + k * step * d, d, 0.0, step, q, max_span=step) for k in range(n)])
+
+    traced = jax.jit(lambda q: f.step_integrals(p, d, step, n, q))
+    a, b = np.asarray(traced(q)), np.asarray(one_by_one(q))
+    assert np.count_nonzero(b > 0) >= 3 and b[-1] == 0.0  # not vacuous: several steps cross matter
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * b.max())
+    w = jnp.asarray(np.random.default_rng(8).normal(size=n))
+    ga, gb = (jax.jit(jax.grad(lambda q, fn=fn: jnp.sum(w * fn(q))))(q) for fn in (traced, one_by_one))
+    for x, y in zip(jax.tree_util.tree_leaves(ga), jax.tree_util.tree_leaves(gb)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-9, atol=1e-12 * max(np.abs(np.asarray(y)).max(), 1.0))
+    # a walk shifted by a tenth of a step is not the same (the comparison can fail)
+    shifted = np.asarray(jax.jit(lambda q: f.step_integrals(p + 0.1 * step * d, d, step, n, q))(q))
+    assert np.max(np.abs(shifted - b)) > 1e-6 * b.max()
