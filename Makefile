@@ -32,8 +32,11 @@ demo: install
 	$(VENV)/bin/ppl-bmc simulate paper_toy --out results/demo/data --force
 	$(VENV)/bin/ppl-bmc fit paper_toy --data results/demo/data --out results/demo/fit --force
 
+# NOTEBOOKS= (empty) leaves the notebooks out (CI runs them on the primary stack only).
+NOTEBOOKS ?= notebooks
+
 test: install
-	PPL_BMC_QUICK=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_FLAGS) tests notebooks --nbmake
+	PPL_BMC_QUICK=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_FLAGS) tests $(NOTEBOOKS) --nbmake
 
 test-slow: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m slow $(PYTEST_FLAGS) tests

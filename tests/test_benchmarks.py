@@ -24,6 +24,7 @@ def test_toy_adjoint_benchmark_quick(capsys, monkeypatch):
         assert name in out
 
 
+@pytest.mark.slow  # 55–80 s cold on 2 cores: compiles the slab kernel's gradients at three step counts
 def test_csda_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_csda.py", capsys, monkeypatch)
     assert "fwd steps/s" in out and "grad MiB" in out

@@ -147,6 +147,7 @@ def test_field_kernel_split_step_is_the_step_and_inverts_it(traced, x64):
     assert n_inside >= 2  # the check is not vacuous
 
 
+@pytest.mark.slow  # ~50 s cold: compiles the stepwise replay gradient only to compare with it
 def test_a_traced_walk_is_the_stepwise_walk(x64):
     # expected_counts traces each particle's straight line once (FieldPath(n_steps=...)) instead
     # of integrating every step: for one key the estimate and its replay gradient are the
