@@ -17,7 +17,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+import numpy as np
 
+from ppl_bmc import _checks
 from ppl_bmc.geometry.field import Field
 from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.physics.constants import MWE
@@ -146,6 +148,14 @@ class FieldPath(Path):
     field: Field
     step_m: float
     n_steps: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.field, Field):
+            raise ValueError(f"field must be a ppl_bmc.geometry Field, got {type(self.field).__name__}")
+        if not (np.isfinite(self.step_m) and self.step_m > 0):
+            raise ValueError(f"step_m must be a finite length > 0 m, got {self.step_m}")
+        if self.n_steps is not None:
+            object.__setattr__(self, "n_steps", _checks.positive_int(self.n_steps, "n_steps"))
 
     @property
     def ndim(self):

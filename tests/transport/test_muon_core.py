@@ -272,3 +272,12 @@ def test_scattering_angle_spread_matches_highland(k0, opacity):
     x = opacity * 100 / 26.54
     highland = 0.0136 / p * math.sqrt(x) * (1 + 0.038 * math.log(x))
     assert abs(angle.std() / highland - 1) < 0.2, (angle.std(), highland)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"n_steps": 0}, "n_steps"), ({"n_steps": 2.5}, "n_steps"),
+                                            ({"step_m": 0.0}, "step_m"), ({"step_m": float("nan")}, "step_m"),
+                                            ({"field": "rock"}, "field")])
+def test_field_path_rejects_bad_arguments(kwargs, match):
+    args = {"field": VoxelGrid((0.0, 0.0), (1.0, 1.0), (1, 1)), "step_m": 0.1} | kwargs
+    with pytest.raises(ValueError, match=match):
+        FieldPath(**args)
