@@ -280,6 +280,7 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
     final factor.
     """
     key, n_particles, n_steps = check_run_args(key, n_particles, n_steps, adjoint)
+    kernel.check_steps(n_steps)
     leaves = jax.tree_util.tree_leaves(ctx)
     n_ctx = leaves[0].shape[0] if leaves and jnp.ndim(leaves[0]) else 0
     if n_ctx == 0 or any(jnp.shape(leaf)[:1] != (n_ctx,) for leaf in leaves):

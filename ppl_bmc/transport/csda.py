@@ -121,6 +121,9 @@ class MuonKernel(Kernel):
         before = self.rewind(state, params, ctx, u, k)
         return before._replace(energy=csda_retreat(self.material, state.energy, seg[0]))
 
+    def check_steps(self, n_steps: int):
+        self.path.check_steps(n_steps)
+
     def final(self, state, params, ctx):
         left, cos_zenith = self.path.exit(state.position, state.direction, ctx)
         return sky_log_weight(self.sky_flux, self.material, state.energy, cos_zenith, left)

@@ -111,6 +111,11 @@ class Kernel(ABC):
         """Split step: the state before step ``k`` from the state after it and its segment."""
         raise NotImplementedError
 
+    def check_steps(self, n_steps: int):
+        """Raise ``ValueError`` when this kernel cannot walk ``n_steps`` steps (called by
+        :func:`~ppl_bmc.adjoint.mean_weight` before tracing); any number by default."""
+        del n_steps
+
     def final(self, state, params, ctx):
         """Log of the final factor (e.g. the known flux at the source); 0 by default."""
         del state, params, ctx

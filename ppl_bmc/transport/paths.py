@@ -45,6 +45,11 @@ class Path(ABC):
         """``(position (D,) m, direction (D,), omega)`` of a particle of the reading ``ctx`` from
         ``ndim − 1`` uniforms; ``omega`` (sr, or 1) multiplies the initial weight."""
 
+    def check_steps(self, n_steps: int):
+        """Raise ``ValueError`` when a walk of ``n_steps`` steps cannot follow this path; any
+        number by default."""
+        del n_steps
+
     def trace(self, position, direction, params):
         """The opacity (kg/m², ``(n_steps,)``) of every step of a straight walk from ``position``
         along ``direction``, computed once at the start; ``None`` (the default) when each step
@@ -165,6 +170,11 @@ class FieldPath(Path):
         coords = line_coords(u, ctx["lo"], ctx["hi"], ctx["tent"])
         d, factor = line_direction(coords, ctx["frame"], ctx["tent"], self.ndim)
         return ctx["origin"], d, ctx["omega"] * factor
+
+    def check_steps(self, n_steps: int):
+        if self.n_steps is not None and n_steps != self.n_steps:
+            raise ValueError(f"n_steps={n_steps} does not match the FieldPath's n_steps={self.n_steps} (its walks are "
+                             "traced once for that many steps): walk the same number, or build FieldPath(n_steps=None)")
 
     def trace(self, position, direction, params):
         if self.n_steps is None:

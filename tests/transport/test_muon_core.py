@@ -281,3 +281,16 @@ def test_field_path_rejects_bad_arguments(kwargs, match):
     args = {"field": VoxelGrid((0.0, 0.0), (1.0, 1.0), (1, 1)), "step_m": 0.1} | kwargs
     with pytest.raises(ValueError, match=match):
         FieldPath(**args)
+
+
+def test_a_traced_field_path_refuses_another_number_of_steps():
+    """A FieldPath traced for n_steps reads its walk's opacities from that trace: walking more steps
+    would read past it (silently wrong), fewer would drop the rest of the line, so it is refused."""
+    (kernel, params, ctx), _ = _layer_and_slab(20.0, 50.0, 4)
+    traced = MuonKernel(FieldPath(kernel.path.field, kernel.path.step_m, n_steps=4), kernel.material, kernel.sky_flux,
+                        kernel.k_max)
+    run = lambda n: mean_weight(traced, params, ctx, jax.random.key(0), n_particles=8, n_steps=n, adjoint=ReplayAdjoint())
+    assert np.isfinite(np.asarray(run(4))).all()
+    for n in (3, 5):
+        with pytest.raises(ValueError, match=f"n_steps={n} does not match the FieldPath's n_steps=4"):
+            run(n)
