@@ -10,9 +10,13 @@ Everything here is a pure function of one ray (``vmap`` for many) with static sh
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 #: Direction components smaller than this are treated as parallel to a face.
 _PARALLEL = 1e-12
@@ -167,5 +171,113 @@ def integrate_steps(density_at, breaks, step, n_steps: int, n_nodes: int, n_sub:
     return jnp.zeros(n_steps, pieces.dtype).at[which].add(pieces)
 
 
+def voxel_walk_steps(values, p, d, lower, size, step, n_steps: int, extra=None, factor=None):
+    """``(n_steps,)`` integrals of a piecewise-constant voxel density over the consecutive steps
+    ``[k·step, (k+1)·step]`` of the ray ``p + t·d``, by walking it voxel face by voxel face (a
+    fixed-bound DDA walk: no sort of the grid's planes).  Same numbers as
+    :func:`integrate_steps` over the grid's planes, to float rounding.
+
+    ``values``: densities (kg/m³), z first (``(n_z, n_x)`` or ``(n_z, n_y, n_x)``); ``lower``,
+    ``size``: the grid's corner and voxel edge lengths per position axis (m, static sequences);
+    ``step`` m; ``n_steps`` static.  ``extra``: optional sorted 1-D array ``(m,)`` of more
+    distances (m) where the walk must cut (e.g. where the ray crosses a terrain surface), and
+    ``factor`` ``(m + 1,)``: the density's multiplier between consecutive cuts (before the
+    first, between each pair, after the last; e.g. 1 below the surface, 0 above).
+
+    Each event of the walk ends the current piece at the nearest voxel face, extra cut, step
+    boundary or the grid's exit, adds ``value × factor × length`` to its step and moves past
+    that one cut (a corner costs one zero-length event); the walk has a static number of
+    events, enough for every face, cut and step boundary a ray can meet.  Differentiable: with
+    respect to ``values`` alone (a straight walk that does not move with the parameters), the
+    derivative is the walk's pieces (voxel, step, length) summed linearly, without
+    differentiating the walk; with respect to the ray too, through the walk.
+    """
+    dt = jnp.result_type(p, d, step)
+    extra = jnp.zeros((0,), dt) if extra is None else jnp.asarray(extra, dt)
+    factor = jnp.ones((extra.shape[0] + 1,), dt) if factor is None else jnp.asarray(factor, dt)
+    values = jnp.asarray(values)
+    values = values.astype(jnp.result_type(values, dt))
+    grid = (tuple(float(v) for v in lower), tuple(float(v) for v in size), int(n_steps))
+    return _walk_sum(grid, values, p, d, jnp.asarray(step, dt), extra, factor)
+
+
+def _walk(grid, values, p, d, step, extra, factor, accumulate: bool):
+    """The walk of :func:`voxel_walk_steps`: the step sums (``accumulate``) or the pieces
+    ``(voxel, step, factor × length)``, each ``(n_events,)``."""
+    lower, size, n_steps = grid
+    dt = jnp.result_type(p, d, step)
+    counts = np.asarray(values.shape[::-1])
+    lo, size = jnp.asarray(lower, dt), jnp.asarray(size, dt)
+    hi = lo + size * jnp.asarray(counts, dt)
+    inv, parallel = _safe_inverse(d)
+    big, end = jnp.asarray(np.inf, dt), step * n_steps
+    t1, t2 = (lo - p) * inv, (hi - p) * inv
+    inside = (p >= lo) & (p <= hi)
+    t_in = jnp.clip(jnp.max(jnp.where(parallel, jnp.where(inside, -big, big), jnp.minimum(t1, t2))), 0.0, end)
+    t_out = jnp.clip(jnp.min(jnp.where(parallel, jnp.where(inside, big, -big), jnp.maximum(t1, t2))), t_in, end)
+    last = jnp.asarray(counts - 1)
+    cell = jnp.clip(jnp.floor((p + t_in * d - lo) / size).astype(jnp.int32), 0, last)
+    up = d >= 0
+    move = jnp.where(up, 1, -1)
+    flat = jnp.reshape(values, -1)
+    strides = jnp.asarray([int(np.prod(counts[:a])) for a in range(len(counts))], jnp.int32)
+    n_extra = extra.shape[0]
+
+    def event(carry, _):
+        t, cell, k, j, acc = carry
+        t_face = jnp.where(parallel, big, (lo + (cell + up).astype(dt) * size - p) * inv)  # next face per axis
+        t_cross = jnp.min(t_face)
+        t_cut = jnp.where(j < n_extra, extra[jnp.minimum(j, n_extra - 1)], big) if n_extra else big
+        t_step = (k + 1).astype(dt) * step
+        nearest = jnp.minimum(jnp.minimum(t_cross, t_cut), t_step)
+        t_stop = jnp.clip(nearest, t, t_out)
+        length = (t_stop - t) * factor[j]
+        voxel = jnp.sum(cell * strides)
+        piece = None
+        if accumulate:
+            acc = acc.at[k].add(flat[voxel] * length)
+        else:
+            piece = (voxel, k, length)
+        cross = (t_face == t_cross) & (t_cross <= nearest)
+        cross = cross & (jnp.cumsum(cross) == 1)  # one face per event, faces first on ties
+        crossed = jnp.any(cross)
+        cut = ~crossed & (t_cut <= nearest)
+        cell = jnp.clip(cell + jnp.where(cross, move, 0), 0, last)
+        k = jnp.minimum(k + (~crossed & ~cut), n_steps - 1)
+        return (t_stop, cell, k, j + cut, acc), piece
+
+    k0 = jnp.minimum(jnp.floor(t_in / step).astype(jnp.int32), n_steps - 1)
+    # faces crossed + extra cuts + step boundaries + the last piece, with room for rounding
+    n_events = int(counts.sum()) + n_extra + n_steps + 1
+    carry = (t_in, cell, k0, jnp.zeros((), jnp.int32), jnp.zeros(n_steps, values.dtype))
+    (*_, acc), pieces = lax.scan(event, carry, None, length=n_events)
+    return acc if accumulate else pieces
+
+
+def _sum_pieces(values, pieces, n_steps):
+    voxel, k, length = pieces
+    return jnp.zeros(n_steps, values.dtype).at[k].add(jnp.reshape(values, -1)[voxel] * length)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _walk_sum(grid, values, p, d, step, extra, factor):
+    return _walk(grid, values, p, d, step, extra, factor, accumulate=True)  # the fastest forward
+
+
+def _walk_sum_jvp(grid, primals, tangents):
+    values, p, d, step, extra, factor = primals
+    if all(type(t) is SymbolicZero for t in tangents[1:]):  # only the values move: linear in them
+        pieces = _walk(grid, *primals, accumulate=False)
+        dv = tangents[0]
+        dv = jnp.zeros_like(values) if type(dv) is SymbolicZero else dv
+        return _sum_pieces(values, pieces, grid[2]), _sum_pieces(dv, pieces, grid[2])
+    tangents = tuple(jnp.zeros_like(x) if type(t) is SymbolicZero else t for x, t in zip(primals, tangents))
+    through = lambda *a: _sum_pieces(a[0], _walk(grid, *a, accumulate=False), grid[2])
+    return jax.jvp(through, primals, tangents)
+
+
+_walk_sum.defjvp(_walk_sum_jvp, symbolic_zeros=True)
+
+
 __all__ = ["box_interval", "direction", "grid_crossings_near", "integrate_pieces", "integrate_steps", "line_coords", "line_direction",
-           "plane_crossings"]
+           "plane_crossings", "voxel_walk_steps"]

@@ -9,7 +9,8 @@ import numpy as np
 
 from ppl_bmc import _checks
 from ppl_bmc.geometry.field import Field, _box, _nonnegative
-from ppl_bmc.geometry.rays import plane_crossings
+from ppl_bmc.geometry.rays import plane_crossings, voxel_walk_steps
+from ppl_bmc.geometry.voxels import VoxelGrid
 
 __all__ = ["HeightMap"]
 
@@ -164,6 +165,25 @@ class HeightMap(Field):
         if self.fill is not None:
             out.append(self.fill.breakpoints(p, d, t0, t1, params, max_span))
         return jnp.concatenate(out)
+
+    def step_integrals(self, p, d, step_m, n_steps: int, params):
+        fill = self.fill
+        if fill is not None and not (isinstance(fill, VoxelGrid) and not fill.smooth):
+            return super().step_integrals(p, d, step_m, n_steps, params)
+        # a uniform or voxel fill: walk its voxels, cutting where the ray crosses the surface, the
+        # knot planes or this box (a small sort of those cuts only)
+        if fill is None:
+            values, lower, size = jnp.reshape(jnp.asarray(params), (1,) * self.ndim), self.lower, np.subtract(self.upper, self.lower)
+        else:
+            values, lower, size = fill._values(params), fill.lower, fill.voxel_size
+        end = step_m * n_steps
+        base = jnp.concatenate([super().breakpoints(p, d, 0.0, end, params), plane_crossings(p, d, self.knots, end)])
+        cuts = jnp.sort(jnp.concatenate([base, self._surface_crossings(p, d, 0.0, end, base)]))
+        # matter or air is constant between consecutive cuts: decide it once per interval
+        t = jnp.concatenate([cuts[:1] - 1.0, 0.5 * (cuts[1:] + cuts[:-1]), cuts[-1:] + 1.0])
+        x = p + t[:, None] * d
+        below = self.inside(x) & (x[:, -1] < self.surface(x[:, :-1]))
+        return voxel_walk_steps(values, p, d, lower, size, step_m, n_steps, extra=cuts, factor=below)
 
     @property
     def affine(self) -> bool:
