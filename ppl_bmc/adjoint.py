@@ -32,6 +32,7 @@ from jax.flatten_util import ravel_pytree
 
 from ppl_bmc import _checks
 from ppl_bmc.transport import loop
+from ppl_bmc.transport.sharding import pad_readings, shard_readings
 
 __all__ = ["Adjoint", "AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint", "mean_weight"]
 
@@ -191,8 +192,9 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
     params, ctx, streams, state_n, weight = res
     dtype = _dtype(params)
     n_particles = weight.shape[1]
+    shard = partial(shard_readings, mesh=streams.mesh)  # keep every (C, P, ...) array split by reading
     # d mean_p(W)/dΛ_p = W_p / P for every particle; a zero weight has a zero cotangent.
-    c = g[:, None] * weight / n_particles
+    c = shard(g[:, None] * weight / n_particles)
     add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
 
     if mode == "forward":
@@ -205,7 +207,7 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
             # The path is parameter-free: take the step once, with its new state as aux.
             step_k = lambda p: loop.step(kernel, state, p, ctx, streams, k, dtype)[::-1]
             _, vjp_inc, state = jax.vjp(step_k, params, has_aux=True)
-            return (state, add(grad, vjp_inc(c)[0])), None
+            return (shard(state), add(grad, vjp_inc(c)[0])), None
 
         (_, grad), _ = lax.scan(body, (state0, grad), jnp.arange(1, n_steps + 1))
         return grad, None, None
@@ -213,6 +215,7 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
     # Backward replay: reconstruct s_{k-1} from s_k, then pull (s̄_k, c) back through step k.
     _, vjp_final = jax.vjp(lambda s, p: loop.final(kernel, s, p, ctx), state_n, params)
     state_bar, grad = vjp_final(c)
+    state_bar = shard(state_bar)
 
     def body(carry, k):
         state, state_bar, grad = carry
@@ -230,9 +233,9 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
             prev = loop.inverse(kernel, state, params, ctx, streams, k, dtype)
             _, vjp_step = jax.vjp(lambda s, p: loop.step(kernel, s, p, ctx, streams, k, dtype), prev, params)
             prev_bar, grad_k = vjp_step((state_bar, c))
-        return (prev, prev_bar, add(grad, grad_k)), None
+        return (shard(prev), shard(prev_bar), add(grad, grad_k)), None
 
-    carry = (state_n, state_bar, grad)
+    carry = (shard(state_n), state_bar, grad)
     (_, state_bar, grad), _ = lax.scan(body, carry, jnp.arange(n_steps, 0, -1))
     _, vjp_init = jax.vjp(lambda p: loop.init(kernel, p, ctx, streams, dtype), params)
     grad = add(grad, vjp_init((state_bar, c))[0])
@@ -253,7 +256,7 @@ def check_run_args(key, n_particles, n_steps, adjoint):
 
 
 def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adjoint: Adjoint,
-                stratified: bool = True):
+                stratified: bool = True, mesh=None):
     """Mean BMC weight per reading (the flux estimate), differentiable in ``params``.
 
     Parameters
@@ -273,6 +276,10 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
     stratified : bool
         Latin-hypercube initial uniforms over each reading's particles (see
         :class:`~ppl_bmc.transport.loop.Streams`); ``False``: independent uniforms.
+    mesh : jax.sharding.Mesh or None
+        Split the readings over the devices of this one-axis mesh
+        (:func:`ppl_bmc.transport.sharding.readings_mesh`), forward and replay; the same
+        estimate as on one device, to float rounding.  ``None``: one device.
 
     Returns
     -------
@@ -285,5 +292,6 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
     n_ctx = leaves[0].shape[0] if leaves and jnp.ndim(leaves[0]) else 0
     if n_ctx == 0 or any(jnp.shape(leaf)[:1] != (n_ctx,) for leaf in leaves):
         raise ValueError("ctx leaves must share a leading axis of at least one reading (C >= 1)")
-    streams = loop.Streams(key, n_ctx, n_particles, bool(stratified))
-    return adjoint.mean_weight(kernel, params, ctx, streams, n_steps)
+    ctx, n_padded = pad_readings(ctx, n_ctx, mesh)
+    streams = loop.Streams(key, n_padded, n_particles, bool(stratified), mesh)
+    return adjoint.mean_weight(kernel, params, shard_readings(ctx, mesh), streams, n_steps)[:n_ctx]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ppl_bmc import _checks
 from ppl_bmc.adjoint import Adjoint, ReplayAdjoint
 from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy
+from ppl_bmc.transport.sharding import readings_mesh
 
 __all__ = ["Quadrature", "BMC", "resolve_method"]
 
@@ -72,6 +73,11 @@ class BMC:
     stratified : bool
         Latin-hypercube initial uniforms (directions within a bin, energies) over each reading's
         particles (default); ``False``: independent uniforms.  Unbiased either way.
+    devices : None, int, "all" or a sequence of jax devices
+        Split the readings (bins, lines of sight) of ``expected_counts`` over several devices
+        — host devices on CPU (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), GPUs —
+        forward and in the gradient's replay; the same estimate as on one device, to float
+        rounding (:mod:`ppl_bmc.transport.sharding`).  ``None`` (default): one device.
     """
 
     key: object
@@ -80,6 +86,7 @@ class BMC:
     adjoint: Adjoint = ReplayAdjoint()
     energy: EnergySampling = LineOfSightEnergy()
     stratified: bool = True
+    devices: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "key", _checks.prng_key(self.key))
@@ -94,6 +101,17 @@ class BMC:
                              f"LogUniformEnergy()), got {self.energy!r}")
         if not isinstance(self.stratified, bool):
             raise ValueError(f"stratified must be True or False, got {self.stratified!r}")
+        if not isinstance(self.devices, (type(None), str, int)):
+            try:
+                object.__setattr__(self, "devices", tuple(self.devices))  # hashable
+            except TypeError:
+                pass  # not a sequence: readings_mesh names the argument
+        readings_mesh(self.devices)  # ValueError naming devices when there are not that many
+
+    @property
+    def mesh(self):
+        """The :class:`jax.sharding.Mesh` the readings are split over (``None``: one device)."""
+        return readings_mesh(self.devices)
 
 
 _BMC_ONLY = ("key", "n_particles", "n_steps", "adjoint")

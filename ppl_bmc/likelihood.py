@@ -56,19 +56,19 @@ def exit_lengths(scene, detectors, n_grid: int = _EXIT_GRID):
     return box_interval(np.broadcast_to(r["origin"][:, None, :], d.shape), d, scene.lower, scene.upper)[1]
 
 
-def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint, energy, stratified):
+def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint, energy, stratified, mesh):
     kernel = MuonKernel(FieldPath(scene.field, scene.step_m, n_steps), scene.material, scene.sky, scene.k_max, scene.decay,
                         energy=energy)
     reading = {k: ctx[k] for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
     w = mean_weight(kernel, params, reading, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,
-                    stratified=stratified)
+                    stratified=stratified, mesh=mesh)
     return w * ctx["scale"]
 
 
 @partial(jax.jit, static_argnames=("scene", "n_detectors", "rows", "n_particles", "n_steps", "adjoint", "energy",
-                                   "stratified"))
+                                   "stratified", "mesh"))
 def _expected(params, key, geom, scene, n_detectors, rows, n_particles, n_steps, adjoint, energy=None,
-              stratified=True):
+              stratified=True, mesh=None):
     # the geometry arrays are arguments, not constants: XLA would otherwise constant-fold the
     # (parameter-free) ray set-up, slowly
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
@@ -76,7 +76,7 @@ def _expected(params, key, geom, scene, n_detectors, rows, n_particles, n_steps,
     if key is None:
         counts = quadrature.counts(scene, params, geom, rows, dtype)
     else:
-        counts = _bmc(scene, params, geom, key, n_particles, n_steps, adjoint, energy, stratified)
+        counts = _bmc(scene, params, geom, key, n_particles, n_steps, adjoint, energy, stratified, mesh)
     return counts.reshape(n_detectors, -1)
 
 
@@ -154,15 +154,15 @@ def expected_counts(
     if isinstance(est, BMC):
         n_steps = _check_steps(scene, dets, est.n_steps)
         geom, rows = readings(dets), ()
-        run = (est.key, est.n_particles or DEFAULT_PARTICLES, n_steps, est.adjoint, est.energy, est.stratified)
+        run = (est.key, est.n_particles or DEFAULT_PARTICLES, n_steps, est.adjoint, est.energy, est.stratified, est.mesh)
     else:
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
         if scene.field.affine:  # opacities are c + J·params: tabulate the sparse J once
             dtype = jnp.dtype(jnp.result_type(*jax.tree_util.tree_leaves(params))).name
             geom.update(quadrature.path_lengths(scene.field, dets, est.n_directions, dtype))
-        run = (None, 1, 1, None, None, True)
-    key, n, steps, adj, energy, stratified = run
-    counts = _expected(params, key, geom, scene, len(dets), rows, int(n), int(steps), adj, energy, stratified)
+        run = (None, 1, 1, None, None, True, None)
+    key, n, steps, adj, energy, stratified, mesh = run
+    counts = _expected(params, key, geom, scene, len(dets), rows, int(n), int(steps), adj, energy, stratified, mesh)
     if _checks.is_concrete(counts):
         c = np.asarray(counts)
         for i in np.flatnonzero(np.all(c <= 0, axis=1)):

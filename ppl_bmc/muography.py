@@ -114,6 +114,9 @@ def transmitted_flux(
     flux_model = sky_flux.get(sky, "sky")
     est = resolve_method(method, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint)
     if isinstance(est, BMC):
+        if est.devices is not None:
+            raise ValueError("BMC(devices=...) applies to expected_counts (its readings are split over devices); "
+                             "transmitted_flux walks one line of sight")
         run = (est.key, est.n_particles or DEFAULT_PARTICLES, est.n_steps or DEFAULT_STEPS, est.adjoint, est.energy,
                est.stratified)
     else:

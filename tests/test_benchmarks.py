@@ -57,3 +57,9 @@ def test_bmc_key_shift_on_a_small_grid(capsys):
 def test_volcano_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_volcano.py", capsys, monkeypatch)
     assert "quadrature value+gradient" in out and "BMC value+gradient" in out and "MAP (" in out
+
+
+@pytest.mark.slow  # ~40 s on 2 cores: two processes (1 and 2 host devices) compile BMC gradients
+def test_devices_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_devices.py", capsys, monkeypatch)
+    assert "grad speed-up" in out and "block 4^3" in out

@@ -166,16 +166,28 @@ class HeightMap(Field):
             out.append(self.fill.breakpoints(p, d, t0, t1, params, max_span))
         return jnp.concatenate(out)
 
+    def _n_cuts(self):
+        """How many cuts (box and knot planes, surface crossings) a ray's walk meets (static)."""
+        n_base = 2 * self.ndim + sum(len(k) for k in self.knots)
+        return n_base + (len(self.knots[0]) - 1 if self.ndim == 2 else 2 * (n_base + 1))
+
     def step_integrals(self, p, d, step_m, n_steps: int, params):
         fill = self.fill
-        if fill is not None and not (isinstance(fill, VoxelGrid) and not fill.smooth):
+        walkable = fill is None or (isinstance(fill, VoxelGrid) and not fill.smooth)
+        # the walk pays one event per cut: worth it while the cuts are fewer than the voxel faces
+        # (a 2-D profile; a 3-D map's bilinear cells give many more cuts, there one sort is cheaper)
+        faces = self.ndim if fill is None else sum(fill.counts)
+        if not walkable or self._n_cuts() > faces:
             return super().step_integrals(p, d, step_m, n_steps, params)
-        # a uniform or voxel fill: walk its voxels, cutting where the ray crosses the surface, the
-        # knot planes or this box (a small sort of those cuts only)
-        if fill is None:
+        return self._walk_steps(p, d, step_m, n_steps, params)
+
+    def _walk_steps(self, p, d, step_m, n_steps: int, params):
+        """:meth:`step_integrals` by walking a uniform or voxel fill's voxels, cut where the ray
+        crosses the surface, the knot planes or this box (one small sort of those cuts)."""
+        if self.fill is None:
             values, lower, size = jnp.reshape(jnp.asarray(params), (1,) * self.ndim), self.lower, np.subtract(self.upper, self.lower)
         else:
-            values, lower, size = fill._values(params), fill.lower, fill.voxel_size
+            values, lower, size = self.fill._values(params), self.fill.lower, self.fill.voxel_size
         end = step_m * n_steps
         base = jnp.concatenate([super().breakpoints(p, d, 0.0, end, params), plane_crossings(p, d, self.knots, end)])
         cuts = jnp.sort(jnp.concatenate([base, self._surface_crossings(p, d, 0.0, end, base)]))

@@ -6,7 +6,7 @@ slab's line of sight or a density field).  A *kernel* describes one particle's b
 state, the material parameters, the per-reading context and the uniforms of one step
 (see :class:`~ppl_bmc.transport.kernel.Kernel`).  :mod:`ppl_bmc.transport.loop` batches a
 kernel over readings and particles with ``vmap`` and runs it over a static number of
-steps with ``lax.scan``.  Gradient strategies live one layer up, in :mod:`ppl_bmc.adjoint`.
+steps with ``lax.scan``; :mod:`ppl_bmc.transport.sharding` splits the readings over devices.  Gradient strategies live one layer up, in :mod:`ppl_bmc.adjoint`.
 """
 
 from ppl_bmc.transport.csda import MuonKernel
@@ -14,6 +14,8 @@ from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy, LogUnifo
 from ppl_bmc.transport.kernel import Kernel
 from ppl_bmc.transport.muon import MuonState
 from ppl_bmc.transport.paths import FieldPath, LineOfSight, Path
+from ppl_bmc.transport.sharding import readings_mesh
 from ppl_bmc.transport.toy import ToyKernel
 
-__all__ = ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy", "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel"]
+__all__ = ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy", "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel",
+           "readings_mesh"]

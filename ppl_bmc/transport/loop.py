@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ppl_bmc.transport.sharding import shard_readings
+
 __all__ = ["Streams", "vmap2", "init", "step", "inverse", "split_parts", "final", "run"]
 
 
@@ -31,18 +33,23 @@ class Streams:
     judge it over independent keys.
     """
 
-    def __init__(self, key, n_ctx: int, n_particles: int, stratified: bool = True):
+    def __init__(self, key, n_ctx: int, n_particles: int, stratified: bool = True, mesh=None):
         self.key, self.n_ctx, self.n_particles, self.stratified = key, n_ctx, n_particles, stratified
+        self.mesh = mesh
 
     def tree_flatten(self):
-        return (self.key,), (self.n_ctx, self.n_particles, self.stratified)
+        return (self.key,), (self.n_ctx, self.n_particles, self.stratified, self.mesh)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(children[0], *aux)
 
     def uniforms(self, k, n: int, dtype):
-        """The ``n`` uniforms in [0, 1) of step ``k`` for every particle: ``(C, P, n)``."""
+        """The ``n`` uniforms in [0, 1) of step ``k`` for every particle: ``(C, P, n)``, laid
+        over ``mesh`` by reading when there is one (:mod:`ppl_bmc.transport.sharding`)."""
+        return shard_readings(self._uniforms(k, n, dtype), self.mesh)
+
+    def _uniforms(self, k, n: int, dtype):
         shape = (self.n_ctx, self.n_particles, n)
         key = jax.random.fold_in(self.key, k)
         if not (self.stratified and isinstance(k, int) and k == 0 and n > 0 and self.n_particles > 1):
@@ -118,12 +125,12 @@ def run(kernel, params, ctx, streams, n_steps: int, dtype):
     Plain ``lax.scan`` with no per-step outputs; reverse-mode AD through it stores the
     per-step residuals (memory O(n_steps)).
     """
-    state, log_w = init(kernel, params, ctx, streams, dtype)
+    state, log_w = shard_readings(init(kernel, params, ctx, streams, dtype), streams.mesh)
 
     def body(carry, k):
         state, log_w = carry
         state, inc = step(kernel, state, params, ctx, streams, k, dtype)
-        return (state, log_w + inc), None
+        return shard_readings((state, log_w + inc), streams.mesh), None
 
     (state, log_w), _ = lax.scan(body, (state, log_w), jnp.arange(1, n_steps + 1))
     return state, log_w + final(kernel, state, params, ctx)
