@@ -10,7 +10,9 @@ numbers are drawn for all readings at once and partitioned the same way (JAX's p
 threefry: each number depends on its index only), so the same key gives the same estimate on
 one device or many, to float rounding.  When the readings do not divide evenly, the last
 reading is repeated to fill the last device and the copies are dropped at the end (a repeated
-reading draws its own numbers at its own index; it does not change the others').
+reading draws its own numbers at its own index; it does not change the others').  Both hold
+with ``jax_threefry_partitionable`` on (JAX's default since 0.5); with it off, a padded split
+draws different numbers (an equally valid estimate, not the same one).
 
 On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before JAX starts) makes N
 host devices, one per core; on GPU, the GPUs.
