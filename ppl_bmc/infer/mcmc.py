@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, PartitionSpec
 from numpyro.infer import HMC, MCMC, NUTS, init_to_median
 
 from ppl_bmc import _checks
@@ -52,6 +53,12 @@ def default_chain_method(num_chains: int) -> str:
     if jax.default_backend() != "cpu":
         return "vectorized"
     return "sequential"
+
+
+def chain_devices(num_chains: int) -> int:
+    """How many local devices ``chain_method="parallel"`` splits ``num_chains`` chains over: the
+    most (up to all) that share them evenly; each runs ``num_chains / that`` chains vectorised."""
+    return max(d for d in range(1, jax.local_device_count() + 1) if num_chains % d == 0)
 
 
 def make_kernel(
@@ -220,7 +227,9 @@ def _block_runner(sampler, model_kwargs, block_size, chain_method, num_chains):
 
     The sampler was initialised with a batch of keys, so ``sampler.sample`` is vectorised over a
     leading chain axis: ``vectorized`` runs all chains in one call, ``sequential`` one chain
-    (a batch of one) after the other, ``parallel`` one batch of one per device (``pmap``).
+    (a batch of one) after the other, ``parallel`` splits the chains evenly over devices
+    (``shard_map`` over a one-axis ``Mesh`` named ``"chains"``; each device runs its share
+    vectorised, so chains = devices × k).
     """
 
     def batched(state):
@@ -234,13 +243,9 @@ def _block_runner(sampler, model_kwargs, block_size, chain_method, num_chains):
     if chain_method == "vectorized":
         return jax.jit(batched)
     if chain_method == "parallel":
-        per_device = jax.pmap(batched)
-
-        def parallel(state):
-            state, out = per_device(jax.tree_util.tree_map(lambda x: x[:, None], state))
-            return jax.tree_util.tree_map(lambda x: x[:, 0], (state, out))
-
-        return parallel
+        mesh = Mesh(np.asarray(jax.local_devices()[:chain_devices(num_chains)]), ("chains",))
+        spec = PartitionSpec("chains")  # every leaf of the state and the draws: chains first
+        return jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False))
     single = jax.jit(batched)
 
     def sequential(state):
@@ -345,9 +350,10 @@ def run_mcmc(
     chain_method = chain_method or default_chain_method(num_chains)
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
-    if chain_method == "parallel" and jax.local_device_count() < num_chains:
-        raise ValueError(f"chain_method='parallel' needs num_chains ({num_chains}) <= devices "
-                         f"({jax.local_device_count()}); on CPU call numpyro.set_host_device_count first")
+    if chain_method == "parallel" and chain_devices(num_chains) < 2:
+        raise ValueError(f"chain_method='parallel' needs at least 2 devices that share num_chains ({num_chains}) "
+                         f"evenly, got {jax.local_device_count()} device(s); on CPU call "
+                         "numpyro.set_host_device_count first")
     settings["chain_method"] = chain_method
 
     t0 = time.perf_counter()
