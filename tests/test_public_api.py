@@ -21,7 +21,7 @@ PINNED = {
     "ppl_bmc.telescope": ["Telescope", "square_planes_acceptance", "tent_nodes"],
     "ppl_bmc.gravity": ["G", "MGAL", "GravitySurvey", "prism_gz"],
     "ppl_bmc.transport": ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy",
-                          "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel"],
+                          "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel", "readings_mesh"],
     "ppl_bmc.physics.flux": ["SkyFlux", "GCCLY", "Gaisser", "TabulatedFlux", "Tilted", "gccly", "gaisser", "MODELS", "get",
                              "cos_theta_star", "charge_fraction", "MU_PLUS_OVER_MU_MINUS", "CHIRKIN_P"],
     "ppl_bmc.physics.materials": ["Material", "names", "get", "custom", "check_composition"],
