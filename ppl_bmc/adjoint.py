@@ -275,7 +275,7 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
         Gradient strategy.
     stratified : bool
         Latin-hypercube initial uniforms over each reading's particles (see
-        :class:`~ppl_bmc.transport.loop.Streams`); ``False``: independent uniforms.
+        :class:`~ppl_bmc.transport.streams.Streams`); ``False``: independent uniforms.
     mesh : jax.sharding.Mesh or None
         Split the readings over the devices of this one-axis mesh
         (:func:`ppl_bmc.transport.sharding.readings_mesh`), forward and replay; the same

@@ -12,7 +12,7 @@ exit).  A weight of exactly zero is a log-weight of ``-inf``; kernels must keep 
 *gradients* of their log-weights finite in that case (double ``where``).
 
 Randomness never enters a kernel as a key: the loop draws ``n_step_uniforms`` uniforms in
-[0, 1) per step (:class:`ppl_bmc.transport.loop.Streams`), so a replay from the
+[0, 1) per step (:class:`ppl_bmc.transport.streams.Streams`), so a replay from the
 same key sees the same numbers.  The uniforms do not depend on the parameters.
 
 Gradient strategies need:

@@ -1,7 +1,7 @@
 """Batching and the step loop: ``vmap`` over readings × particles, ``lax.scan`` over steps.
 
 Shapes: ``C`` readings (leading axis of every leaf of ``ctx``), ``P`` particles per reading.
-Random numbers come from :class:`Streams`; states are pytrees whose leaves have shape ``(C, P, ...)``;
+Random numbers come from :class:`~ppl_bmc.transport.streams.Streams`; states are pytrees whose leaves have shape ``(C, P, ...)``;
 log-weights have shape ``(C, P)``.
 """
 
@@ -12,54 +12,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from ppl_bmc.transport.sharding import shard_readings
+from ppl_bmc.transport.streams import Streams
 
 __all__ = ["Streams", "vmap2", "init", "step", "inverse", "split_parts", "final", "run"]
-
-
-@jax.tree_util.register_pytree_node_class
-class Streams:
-    """The random numbers of all particles: one key and the static sizes ``(C, P)``.
-
-    Step ``k`` draws its uniforms in bulk, ``uniform(fold_in(key, k), (C, P, n))``; a replay of
-    step ``k`` draws the same numbers again.  Same key and sizes → identical draws.
-
-    ``stratified`` (default): the initial uniforms (step 0: a particle's direction within its
-    bin and its energy) are a Latin hypercube over the ``P`` particles of each reading — in
-    every coordinate, particle i falls in its own stratum ``[π(i), π(i) + 1)/P`` of a random
-    permutation π, at a uniform position within it.  Each particle is still uniform, so the
-    estimate stays unbiased and independent keys give independent replicas; its variance is
-    never more than ``P/(P − 1)`` times the i.i.d. one (Owen 1997) and falls faster than 1/P
-    for smooth integrands.  The per-particle sample variance then over-states the error:
-    judge it over independent keys.
-    """
-
-    def __init__(self, key, n_ctx: int, n_particles: int, stratified: bool = True, mesh=None):
-        self.key, self.n_ctx, self.n_particles, self.stratified = key, n_ctx, n_particles, stratified
-        self.mesh = mesh
-
-    def tree_flatten(self):
-        return (self.key,), (self.n_ctx, self.n_particles, self.stratified, self.mesh)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(children[0], *aux)
-
-    def uniforms(self, k, n: int, dtype):
-        """The ``n`` uniforms in [0, 1) of step ``k`` for every particle: ``(C, P, n)``, laid
-        over ``mesh`` by reading when there is one (:mod:`ppl_bmc.transport.sharding`)."""
-        return shard_readings(self._uniforms(k, n, dtype), self.mesh)
-
-    def _uniforms(self, k, n: int, dtype):
-        shape = (self.n_ctx, self.n_particles, n)
-        key = jax.random.fold_in(self.key, k)
-        if not (self.stratified and isinstance(k, int) and k == 0 and n > 0 and self.n_particles > 1):
-            return jax.random.uniform(key, shape, dtype=dtype)
-        k_pos, k_perm = jax.random.split(key)
-        within = jax.random.uniform(k_pos, shape, dtype=dtype)
-        # one random permutation of the strata per reading and coordinate
-        strata = jnp.argsort(jax.random.uniform(k_perm, (self.n_ctx, n, self.n_particles)), axis=-1)
-        strata = jnp.swapaxes(strata, 1, 2).astype(dtype)
-        return jnp.minimum((strata + within) / self.n_particles, jnp.asarray(1.0, dtype) - jnp.finfo(dtype).epsneg)
 
 
 # (state, params, ctx, uniforms, k): state and uniforms per particle, ctx per reading.
