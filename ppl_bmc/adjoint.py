@@ -32,7 +32,7 @@ from jax.flatten_util import ravel_pytree
 
 from ppl_bmc import _checks
 from ppl_bmc.transport import loop
-from ppl_bmc.transport.sharding import pad_readings, shard_readings
+from ppl_bmc.transport.sharding import pad_readings, replicate, shard_readings
 
 __all__ = ["Adjoint", "AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint", "mean_weight"]
 
@@ -294,4 +294,4 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
         raise ValueError("ctx leaves must share a leading axis of at least one reading (C >= 1)")
     ctx, n_padded = pad_readings(ctx, n_ctx, mesh)
     streams = loop.Streams(key, n_padded, n_particles, bool(stratified), mesh)
-    return adjoint.mean_weight(kernel, params, shard_readings(ctx, mesh), streams, n_steps)[:n_ctx]
+    return replicate(adjoint.mean_weight(kernel, params, shard_readings(ctx, mesh), streams, n_steps), mesh)[:n_ctx]

@@ -75,7 +75,8 @@ class BMC:
         particles (default); ``False``: independent uniforms.  Unbiased either way.
     devices : None, int, "all" or a sequence of jax devices
         Split the readings (bins, lines of sight) of ``expected_counts`` over several devices
-        — host devices on CPU (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), GPUs —
+        — host devices on CPU (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), GPUs,
+        the devices of several hosts after :func:`ppl_bmc.transport.join_hosts` —
         forward and in the gradient's replay; the same estimate as on one device, to float
         rounding (:mod:`ppl_bmc.transport.sharding`).  ``None`` (default): one device.
     """

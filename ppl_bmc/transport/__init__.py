@@ -14,8 +14,8 @@ from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy, LogUnifo
 from ppl_bmc.transport.kernel import Kernel
 from ppl_bmc.transport.muon import MuonState
 from ppl_bmc.transport.paths import FieldPath, LineOfSight, Path
-from ppl_bmc.transport.sharding import readings_mesh
+from ppl_bmc.transport.sharding import join_hosts, readings_mesh
 from ppl_bmc.transport.toy import ToyKernel
 
 __all__ = ["Kernel", "MuonKernel", "MuonState", "EnergySampling", "LineOfSightEnergy", "LogUniformEnergy", "Path", "LineOfSight", "FieldPath", "ToyKernel",
-           "readings_mesh"]
+           "readings_mesh", "join_hosts"]

@@ -5,17 +5,22 @@ particles), and a reading's particles never meet another reading's, so the readi
 natural axis to split: :func:`readings_mesh` builds a one-axis :class:`jax.sharding.Mesh`
 named ``"readings"`` and :func:`shard_readings` lays a pytree's leading axis over it
 (``NamedSharding(mesh, PartitionSpec("readings"))``); XLA partitions the rest of the walk, its
-replay and the sum of the parameters' gradient over the readings (one all-reduce).  The random
-numbers are drawn for all readings at once and partitioned the same way (JAX's partitionable
-threefry: each number depends on its index only), so the same key gives the same estimate on
-one device or many, to float rounding.  When the readings do not divide evenly, the last
-reading is repeated to fill the last device and the copies are dropped at the end (a repeated
-reading draws its own numbers at its own index; it does not change the others').  Both hold
-with ``jax_threefry_partitionable`` on (JAX's default since 0.5); with it off, a padded split
-draws different numbers (an equally valid estimate, not the same one).
+replay and the sum of the parameters' gradient over the readings (one all-reduce), and the
+estimate comes back whole on every device (one all-gather of ``C`` numbers).  The random numbers
+are counter-based (:mod:`ppl_bmc.transport.streams`): each depends on its (step, reading,
+particle, stream) index only, so the same key gives the same estimate on one device or many,
+to float rounding.  When the readings do not divide evenly, the last reading is repeated to fill
+the last device and the copies are dropped at the end (a repeated reading draws its own numbers
+at its own index; it does not change the others').
 
 On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before JAX starts) makes N
-host devices, one per core; on GPU, the GPUs.
+host devices, one per core; on GPU, the GPUs.  **Several hosts**: start the same program on
+each, call :func:`join_hosts` first (``jax.distributed``: a coordinator address, the number of
+processes and this one's index, or detected from SLURM / Open MPI / … when omitted), and the
+devices of every process form the mesh — ``BMC(devices="all")`` then splits one likelihood over
+all hosts, each computing its readings, with the same estimate and gradient in every process.
+Every process runs the same computation on the same inputs (SPMD); on CPU the hosts exchange
+their shares through JAX's CPU collectives (gloo).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "readings_mesh", "pad_readings", "shard_readings"]
+__all__ = ["AXIS", "readings_mesh", "pad_readings", "shard_readings", "replicate", "join_hosts"]
 
 #: The mesh axis the readings are split along.
 AXIS = "readings"
@@ -34,21 +39,22 @@ AXIS = "readings"
 
 def readings_mesh(devices) -> Mesh | None:
     """A one-axis mesh named :data:`AXIS` over ``devices``: ``None`` or 1 (no mesh: one device),
-    an int n ≥ 1 (the first n local devices), ``"all"`` (every local device) or a sequence of
-    :class:`jax.Device`.  ``ValueError`` naming ``devices`` and how many there are otherwise."""
+    an int n ≥ 1 (the first n devices), ``"all"`` (every device: of every process after
+    :func:`join_hosts`) or a sequence of :class:`jax.Device`.  ``ValueError`` naming ``devices``
+    and how many there are otherwise."""
     if devices is None:
         return None
-    local = jax.local_devices()
+    available = jax.devices()  # all processes' devices (this process's alone without jax.distributed)
     if isinstance(devices, str):
         if devices != "all":
             raise ValueError(f"devices must be None, an int >= 1, 'all' or a sequence of jax devices, got {devices!r}")
-        chosen = local
+        chosen = available
     elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
-        if not 1 <= devices <= len(local):
-            raise ValueError(f"devices={devices} but this process has {len(local)} local device(s) "
-                             f"({local[0].platform}); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices={devices} but this run has {len(available)} device(s) "
+                             f"({available[0].platform}); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
                              "set before JAX starts makes N")
-        chosen = local[:devices]
+        chosen = available[:devices]
     else:
         try:
             chosen = list(devices)
@@ -79,3 +85,48 @@ def shard_readings(tree, mesh: Mesh | None):
         return tree
     spec = NamedSharding(mesh, PartitionSpec(AXIS))
     return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
+
+
+def replicate(tree, mesh: Mesh | None):
+    """Every leaf whole on every device of ``mesh`` (a sharding constraint: an all-gather of a
+    split array); unchanged without a mesh.  Results leave a split computation this way, so that
+    every process of a several-host run can read them."""
+    if mesh is None:
+        return tree
+    spec = NamedSharding(mesh, PartitionSpec())
+    return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
+
+
+def join_hosts(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None):
+    """Join this process to a several-host run (:func:`jax.distributed.initialize`); call it
+    before any other JAX computation, with the same program started in every process.
+
+    Parameters
+    ----------
+    coordinator : str or None
+        ``"host:port"`` of process 0's coordination service (every process passes the same).
+    num_processes : int ≥ 1 or None
+        How many processes take part.
+    process_id : int in [0, num_processes) or None
+        This process's index.
+    All three ``None``: detected from the cluster's environment (SLURM, Open MPI, …; see
+    :func:`jax.distributed.initialize`).
+
+    Returns
+    -------
+    ``(process_id, process_count)`` as JAX sees them.
+    """
+    given = (coordinator, num_processes, process_id)
+    if any(v is not None for v in given):
+        if not isinstance(coordinator, str) or coordinator.count(":") != 1 or not coordinator.split(":")[1].isdigit():
+            raise ValueError(f"coordinator must be 'host:port' (e.g. '10.0.0.1:1234'), got {coordinator!r}")
+        if isinstance(num_processes, bool) or not isinstance(num_processes, (int, np.integer)) or num_processes < 1:
+            raise ValueError(f"num_processes must be an integer >= 1, got {num_processes!r}")
+        if (isinstance(process_id, bool) or not isinstance(process_id, (int, np.integer))
+                or not 0 <= process_id < num_processes):
+            raise ValueError(f"process_id must be an integer in [0, {num_processes}), got {process_id!r}")
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=int(num_processes),
+                                   process_id=int(process_id))
+    else:
+        jax.distributed.initialize()
+    return jax.process_index(), jax.process_count()
