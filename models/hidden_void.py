@@ -58,6 +58,7 @@ DEFAULTS = {
     "n_particles": 0,  # BMC particles per bin; 0: ppl_bmc.particle_budget at the prior mean
     "mc_target": 0.1,  # the budget's largest MC error per bin, in Poisson sd of the bin
     "n_steps": 0,  # 0: the fewest steps that take every ray out of the pyramid
+    "devices": 0,  # BMC: split the bins over devices; 0: one, n, or "all" (every host's in a several-host fit)
 }
 OBSERVED = ("counts",)
 VAR_NAMES = ["log_density"]
@@ -198,13 +199,22 @@ def build(config, data, *, key, grid=None):
     prior = nppl.log_density_prior((n, n), mean_density=cfg["density"], sd_log=cfg["sd_log"],
                                    length=cfg["length_voxels"])
     # BMC: common random numbers, one fixed key for the whole fit; the quadrature takes no options
-    bmc = {}
-    if cfg["method"] == "bmc":
-        bmc = dict(key=key, n_particles=n_particles(cfg, n, key), n_steps=int(cfg["n_steps"]) or None)
-    model = nppl.field_model(scene(cfg, n), detectors(cfg), prior, method=cfg["method"], **bmc,
-                             record_expected=False)
+    method = cfg["method"]
+    if method == "bmc":
+        method = ppl_bmc.BMC(key, n_particles=n_particles(cfg, n, key), n_steps=int(cfg["n_steps"]) or None,
+                             devices=_devices(cfg["devices"]))
+    model = nppl.field_model(scene(cfg, n), detectors(cfg), prior, method=method, record_expected=False)
     counts = None if data is None else jnp.asarray(data["counts"])
     return model, {"counts": counts}
+
+
+def _devices(value):
+    """The ``devices`` option as :class:`ppl_bmc.BMC` takes it (0 → one device)."""
+    if value == "all":
+        return "all"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"devices must be 0 (one device), an integer >= 1 or 'all', got {value!r}")
+    return value or None
 
 
 def n_particles(cfg, grid, key):

@@ -163,6 +163,12 @@ def _add_fit_flags(p):
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     p.add_argument("--resume", action="store_true", help="continue the interrupted fit saved in the results folder")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty results folder")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="several hosts (jax.distributed): process 0's address; start the same command on every "
+                        "host with --num-processes and its own --process-id; the model's BMC likelihood is split "
+                        "over every host's devices (model option devices='all') and process 0 writes the results")
+    p.add_argument("--num-processes", type=int, help="several hosts: how many processes take part")
+    p.add_argument("--process-id", type=int, help="several hosts: this process's index, 0 … num-processes − 1")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,6 +64,31 @@ def _host_devices_for_chains(n: int) -> None:
     os.environ["XLA_FLAGS"] = " ".join([f"--xla_force_host_platform_device_count={n}"] + flags)
 
 
+def _check_hosts(args, fit, defaults, model_cfg, explicit) -> bool:
+    """Several hosts (``--coordinator``, ``--num-processes``, ``--process-id``): checked before JAX
+    starts; the model's BMC likelihood is split over all of them (its ``devices`` option, 'all'
+    unless given).  Returns whether this is a several-host fit."""
+    from ppl_bmc._hosts import check_hosts
+
+    try:
+        hosts = check_hosts(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as err:
+        flags = {"coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id"}
+        name = str(err).split(" ", 1)[0]
+        raise UsageError(f"{flags.get(name, name)} {str(err).split(' ', 1)[1]} (several hosts need all three)") from None
+    if not hosts or args.num_processes == 1:
+        return hosts
+    if "devices" not in defaults:
+        raise UsageError("several hosts: the model has no 'devices' option, so its likelihood cannot be split "
+                         "over hosts; run it in one process")
+    if fit["method"] in ("nuts", "hmc") and fit["chain_method"] == "parallel":
+        raise UsageError("several hosts: --chain-method parallel is not available (the chains run vectorised in "
+                         "every process; the likelihood is what is split)")
+    if "devices" not in explicit["model"]:
+        model_cfg["devices"] = "all"
+    return hosts
+
+
 def fit_command(args) -> int:
     """``ppl-bmc fit``: returns the exit status (0, 130 on Ctrl-C, 143 on SIGTERM)."""
     # Options, config files, model keys, the data file and the output folder are checked before
@@ -82,12 +107,18 @@ def fit_command(args) -> int:
 
         with contextlib.suppress(Exception):
             chains = Checkpoint.load(os.path.join(out_probe, CHECKPOINT)).num_chains
-    if isinstance(chains, int) and not isinstance(chains, bool) and chains > 1:
-        _host_devices_for_chains(chains)  # no effect once JAX has started (e.g. in-process tests)
     defaults = model_defaults(model_path)
     fit, model_cfg, explicit = resolve_fit_config(args, defaults, data_config)
+    hosts = _check_hosts(args, fit, defaults, model_cfg, explicit)
+    if isinstance(chains, int) and not isinstance(chains, bool) and chains > 1 and not hosts:
+        _host_devices_for_chains(chains)  # no effect once JAX has started (e.g. in-process tests)
+    primary = not hosts or args.process_id == 0  # the process that writes (several hosts: process 0)
+    if hosts:
+        from ppl_bmc.transport.sharding import join_hosts
+
+        join_hosts(args.coordinator, args.num_processes, args.process_id)
     out_existed = bool(fit["out"]) and os.path.exists(fit["out"])
-    out = check_out(fit["out"], force=args.force, resume=args.resume)
+    out = check_out(fit["out"], force=args.force, resume=args.resume) if primary else fit["out"]
     ckpt_path = os.path.join(out, CHECKPOINT)
     try:
         if args.resume and not os.path.isfile(ckpt_path):
@@ -132,8 +163,9 @@ def fit_command(args) -> int:
     saved = [resume is not None]  # a checkpoint of this run exists
 
     def save_checkpoint(ckpt):
-        ckpt.save(ckpt_path)
-        saved[0] = True
+        if primary:  # several hosts: every process holds the same chains; process 0 saves them
+            ckpt.save(ckpt_path)
+            saved[0] = True
 
     try:
         if method in ("nuts", "hmc"):
@@ -178,6 +210,10 @@ def fit_command(args) -> int:
     except ValueError as err:
         raise UsageError(f"{method}: {err}") from None
     report["elapsed_s"] = round(_now() - t0, 3)
+    if not primary:
+        print(f"{method} fit of {os.path.basename(module.__ppl_bmc_path__)}: process {args.process_id} of "
+              f"{args.num_processes} done in {report['elapsed_s']:.1f} s; process 0 writes the results to {out}")
+        return 0
     try:
         # A signal while these files are written is held until they all are (signals_deferred),
         # then lands here: the fit is saved, only the summary and figures are skipped.

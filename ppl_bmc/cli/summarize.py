@@ -346,6 +346,10 @@ def verdict(method, report, n_chains, table=None) -> tuple[bool, list[str]]:
     """``(ok, reasons)``: whether the fit's diagnostics pass, and what fails (or what passed).
     MCMC r̂ and ESS come from ``diagnostics.json``, else from the summary ``table``."""
     problems, passed = [], []
+
+    def check(ok, good, bad):  # a failed check says what is wrong, not what was wanted
+        (passed if ok else problems).append(good if ok else bad)
+
     if method in ("nuts", "hmc"):
         diag = report.get("diagnostics") or {}
         rhat, ess, div = diag.get("r_hat_max"), diag.get("ess_bulk_min"), diag.get("divergences", 0)
@@ -357,17 +361,18 @@ def verdict(method, report, n_chains, table=None) -> tuple[bool, list[str]]:
         (passed if not div else problems).append(f"{div} divergent transitions (want 0)")
     elif method == "laplace":
         lap = report.get("laplace") or {}
-        (passed if lap.get("positive_definite") else problems).append("Hessian positive definite")
+        check(lap.get("positive_definite"), "Hessian positive definite", "Hessian not positive definite")
         eff = lap.get("importance_efficiency")
         (passed if eff is not None and eff >= 0.5 else problems).append(
             f"importance efficiency {fmt(eff, 2)} (want ≥ 0.5: the posterior is close to Gaussian)")
-        (passed if lap.get("map_converged") else problems).append("the MAP optimisation converged")
+        check(lap.get("map_converged"), "the MAP optimisation converged", "the MAP optimisation did not converge")
     else:
         point = report.get("map") or {}
-        (passed if point.get("converged") else problems).append("the MAP optimisation converged")
+        check(point.get("converged"), "the MAP optimisation converged", "the MAP optimisation did not converge")
         curv = point.get("curvature")
         if curv is not None:
-            (passed if curv.get("positive_definite") else problems).append("Hessian at the point positive definite")
+            check(curv.get("positive_definite"), "Hessian at the point positive definite",
+                  "Hessian at the point not positive definite")
     noise = report.get("mc_noise")
     if noise:
         bins = noise.get("bin_error")

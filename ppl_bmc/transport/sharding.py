@@ -31,6 +31,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ppl_bmc._hosts import check_hosts
+
 __all__ = ["AXIS", "readings_mesh", "pad_readings", "shard_readings", "replicate", "join_hosts"]
 
 #: The mesh axis the readings are split along.
@@ -116,15 +118,7 @@ def join_hosts(coordinator: str | None = None, num_processes: int | None = None,
     -------
     ``(process_id, process_count)`` as JAX sees them.
     """
-    given = (coordinator, num_processes, process_id)
-    if any(v is not None for v in given):
-        if not isinstance(coordinator, str) or coordinator.count(":") != 1 or not coordinator.split(":")[1].isdigit():
-            raise ValueError(f"coordinator must be 'host:port' (e.g. '10.0.0.1:1234'), got {coordinator!r}")
-        if isinstance(num_processes, bool) or not isinstance(num_processes, (int, np.integer)) or num_processes < 1:
-            raise ValueError(f"num_processes must be an integer >= 1, got {num_processes!r}")
-        if (isinstance(process_id, bool) or not isinstance(process_id, (int, np.integer))
-                or not 0 <= process_id < num_processes):
-            raise ValueError(f"process_id must be an integer in [0, {num_processes}), got {process_id!r}")
+    if check_hosts(coordinator, num_processes, process_id):
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=int(num_processes),
                                    process_id=int(process_id))
     else:

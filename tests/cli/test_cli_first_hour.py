@@ -276,6 +276,12 @@ FAST = [
     ["fit", "paper_toy", "--config", "{bad_toml}", "--data", "{data}"],
     ["fit", "paper_toy", "--chains", "0", "--data", "{data}", "--out", "{out}"],
     ["simulate", "paper_toy", "--set", "no_such_key=1", "--out", "{out}"],
+    ["fit", "hidden_void", "--coordinator", "nohost", "--num-processes", "2", "--process-id", "0", "--data", "{data}",
+     "--out", "{out}"],
+    ["fit", "hidden_void", "--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2",
+     "--data", "{data}", "--out", "{out}"],
+    ["fit", "paper_toy", "--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "0",
+     "--data", "{data}", "--out", "{out}"],
 ]
 
 
@@ -342,3 +348,16 @@ def test_a_signal_while_the_results_are_written_keeps_the_fit(data_dirs, tmp_pat
     assert rc == 143, err
     assert "its results are in" in err and f"ppl-bmc summarize {out}" in err
     assert {"posterior.nc", "diagnostics.json", "fit.toml"} <= set(os.listdir(out))
+
+
+def test_a_failed_check_reads_as_what_is_wrong():
+    """The report's verdict names what failed in words that say it failed."""
+    from ppl_bmc.cli.summarize import verdict
+
+    ok, reasons = verdict("map", {"map": {"converged": False, "curvature": {"positive_definite": False}}}, 1)
+    assert not ok and reasons == ["the MAP optimisation did not converge", "Hessian at the point not positive definite"]
+    ok, reasons = verdict("map", {"map": {"converged": True, "curvature": {"positive_definite": True}}}, 1)
+    assert ok and reasons == ["the MAP optimisation converged", "Hessian at the point positive definite"]
+    ok, reasons = verdict("laplace", {"laplace": {"positive_definite": False, "importance_efficiency": 0.9,
+                                                  "map_converged": True}}, 1)
+    assert not ok and reasons == ["Hessian not positive definite"]
