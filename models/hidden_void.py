@@ -14,6 +14,8 @@ a laptop CPU.  ``method="bmc"`` draws ``n_particles`` per bin; 0 (the default) l
 ``mc_target`` = 0.1 of its Poisson sd at the prior-mean density: at 0.3 (the package default) the
 posterior mean still moves by ≈ 0.2 posterior sd between likelihood keys, at 0.1 by less than 0.1
 (``benchmarks/bench_bmc_keys.py``; ``benchmarks/bench_bmc_precision.py`` for the error itself).
+``devices`` splits the BMC likelihood's bins over devices (``"all"``: every device of every host
+in a several-host ``ppl-bmc fit``; :mod:`ppl_bmc.transport.sharding`).
 
 ``python models/hidden_void.py --help``.  The CLI protocol (DEFAULTS, simulate, build,
 OBSERVED, VAR_NAMES, MAPS) lets ``ppl-bmc simulate/fit/summarize`` drive it too.
