@@ -352,7 +352,7 @@ def test_a_signal_while_the_results_are_written_keeps_the_fit(data_dirs, tmp_pat
 
 def test_a_failed_check_reads_as_what_is_wrong():
     """The report's verdict names what failed in words that say it failed."""
-    from ppl_bmc.cli.summarize import verdict
+    from ppl_bmc.cli.report import verdict
 
     ok, reasons = verdict("map", {"map": {"converged": False, "curvature": {"positive_definite": False}}}, 1)
     assert not ok and reasons == ["the MAP optimisation did not converge", "Hessian at the point not positive definite"]
