@@ -113,12 +113,12 @@ def fit_command(args) -> int:
     if isinstance(chains, int) and not isinstance(chains, bool) and chains > 1 and not hosts:
         _host_devices_for_chains(chains)  # no effect once JAX has started (e.g. in-process tests)
     primary = not hosts or args.process_id == 0  # the process that writes (several hosts: process 0)
-    if hosts:
+    out_existed = bool(fit["out"]) and os.path.exists(fit["out"])
+    out = check_out(fit["out"], force=args.force, resume=args.resume) if primary else fit["out"]
+    if hosts:  # after the folder's checks: a refused command leaves before joining
         from ppl_bmc.transport.sharding import join_hosts
 
         join_hosts(args.coordinator, args.num_processes, args.process_id)
-    out_existed = bool(fit["out"]) and os.path.exists(fit["out"])
-    out = check_out(fit["out"], force=args.force, resume=args.resume) if primary else fit["out"]
     ckpt_path = os.path.join(out, CHECKPOINT)
     try:
         if args.resume and not os.path.isfile(ckpt_path):
