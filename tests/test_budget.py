@@ -30,6 +30,7 @@ def measured_error(scene, rho, dets, n, n_keys=16):
     return runs.std(0, ddof=1) / np.sqrt(runs.mean(0))
 
 
+@pytest.mark.slow  # ~26 s cold (pilot runs at several sizes)
 def test_the_budget_meets_its_target_and_fewer_particles_miss_it(pyramid):
     scene, rho, dets = pyramid
     budget = ppl_bmc.particle_budget(scene, rho, dets, key=jax.random.key(0))

@@ -88,6 +88,7 @@ def _pyramid_check(energy, n_keys=16, n_particles=256):
     return (runs.mean(0) - q[1]) / np.hypot(se, np.abs(q[1] - q[0])), se / runs.mean(0)
 
 
+@pytest.mark.slow  # ~45 s cold (many keys); the slab and telescope agreement tests stay in the fast suite
 def test_bmc_is_unbiased_against_the_quadrature(x64):
     t, rel_se = _pyramid_check(LineOfSightEnergy())
     # 16 independent keys: t with 15 dof, |t| > 4 has p ≈ 1e-3 per bin (16 bins)
@@ -100,6 +101,7 @@ def test_a_biased_proposal_fails_the_unbiasedness_check(x64):
     assert np.any(np.abs(t) > 4), t
 
 
+@pytest.mark.slow  # ~35 s cold (three adjoints compiled in float64); tests/test_muography.py and tests/test_adjoints.py keep the agreement in the fast suite
 def test_adjoints_agree_on_expected_counts_gradients(x64):
     scene, rho = _pyramid_scene(n=5, seed=1)
     dets = [Detector((x, 0.0), np.linspace(-45, 45, 7), exposure_s=DAY) for x in (-12.0, 9.0)]

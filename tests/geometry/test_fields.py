@@ -182,9 +182,11 @@ def _hard_rays(grid, rng, n_random):
 
 
 @pytest.mark.parametrize("shape, lower, upper", [((6, 8), (0.0, 0.0), (8.0, 6.0)),
-                                                 ((7, 5), (-50.0, 0.0), (50.0, 40.0)),
+                                                 pytest.param((7, 5), (-50.0, 0.0), (50.0, 40.0), marks=pytest.mark.slow),
                                                  ((4, 3, 5), (0.0, 0.0, 0.0), (5.0, 3.0, 4.0)),
-                                                 ((5, 4, 6), (-20.0, -10.0, 0.0), (20.0, 10.0, 30.0))])
+                                                 # ~12 s cold each: one 2-D and one 3-D grid in the fast suite
+                                                 pytest.param((5, 4, 6), (-20.0, -10.0, 0.0), (20.0, 10.0, 30.0),
+                                                              marks=pytest.mark.slow)])
 def test_voxel_walk_matches_the_sorted_breakpoints(shape, lower, upper, x64):
     # The voxel grid's step opacities come from a face-by-face walk (no sort); the reference is
     # the generic Field.step_integrals, one sort of all the grid's planes and step boundaries.
@@ -223,7 +225,8 @@ def test_voxel_walk_matches_the_sorted_breakpoints(shape, lower, upper, x64):
     assert np.abs(np.asarray(walk(p, d, jnp.asarray(bad))) - b).max() > 1e-3 * b.max()
 
 
-@pytest.mark.parametrize("case", ["pyramid_2d_voxels", "pyramid_2d_uniform", "volcano_3d_voxels"])
+@pytest.mark.parametrize("case", ["pyramid_2d_voxels", "pyramid_2d_uniform",
+                                  pytest.param("volcano_3d_voxels", marks=pytest.mark.slow)])  # ~14 s cold
 def test_terrain_walk_matches_the_sorted_breakpoints(case, x64):
     # A height map over a voxel (or uniform) fill can walk the fill's voxels (it does when the
     # cuts are fewer than the faces, as for the 2-D pyramid), cut where the ray

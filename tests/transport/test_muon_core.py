@@ -40,7 +40,8 @@ def _layer_and_slab(zenith_deg, thickness_m, n_steps, decay=True):
     return (field, jnp.full(1, rock.density), field_ctx), (slab, rock.density * length / MWE, slab_ctx)
 
 
-@pytest.mark.parametrize("zenith_deg, thickness_m", [(0.0, 40.0), (35.0, 120.0)])
+@pytest.mark.parametrize("zenith_deg, thickness_m", [pytest.param(0.0, 40.0, marks=pytest.mark.slow),  # ~26 s cold
+                                                     (35.0, 120.0)])
 def test_slab_and_field_agree_for_a_uniform_layer(x64, zenith_deg, thickness_m):
     # One kernel, two paths: the same key draws the same energies, and each step crosses the same
     # grammage (ρ·step_m through the layer = the slab's opacity / n_steps), so the estimates and

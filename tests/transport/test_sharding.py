@@ -52,6 +52,7 @@ def _run_two_devices():
     return json.loads(line[len("RESULT"):])
 
 
+@pytest.mark.slow  # ~50 s cold (a subprocess compiling 2 adjoints × 1 and 2 devices); the fast suite keeps the argument checks
 def test_split_over_two_devices_is_the_one_device_estimate():
     # Same key, same random numbers (counter-based, drawn by index): float64 values and
     # gradients agree to 1e-9 relative (rounding in the cross-device sum of the gradient).
