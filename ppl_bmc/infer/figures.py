@@ -9,6 +9,7 @@ at most ``max_panels`` scalar elements: all of them for small models, else the o
 from __future__ import annotations
 
 import re
+import textwrap
 
 import numpy as np
 
@@ -70,14 +71,22 @@ def _truth_value(truth, site, idx):
     return v if v is not None and np.isfinite(v) else None
 
 
+#: Characters of the medium font (10 pt, ~5.5 pt a character on average) per inch of figure
+#: width, with a margin: a longer title is wrapped rather than cut at the figure's edges.
+TITLE_CHARS_PER_INCH = 12
+
+
 def _header(fig, title, axes_with_legend, height_in):
-    """Title on the first line, the legend on the second, the panels below (no overlap)."""
+    """Title on the first lines (wrapped to the figure's width), the legend below it, the panels
+    below that (no overlap)."""
+    lines = textwrap.wrap(title, width=max(int(fig.get_figwidth() * TITLE_CHARS_PER_INCH), 30)) or [""]
+    extra = 0.2 * (len(lines) - 1)  # inches per extra title line
     handles, names = axes_with_legend.get_legend_handles_labels()
-    fig.suptitle(title, x=0.01, y=1 - 0.12 / height_in, ha="left", va="top", fontsize="medium")
+    fig.suptitle("\n".join(lines), x=0.01, y=1 - 0.12 / height_in, ha="left", va="top", fontsize="medium")
     if handles:
-        fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.38 / height_in),
+        fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 1 - (0.38 + extra) / height_in),
                    ncol=min(len(names), 6), fontsize="small", frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / height_in))
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.7 + extra) / height_in))
 
 
 def trace_figure(post, items, *, truth=None, labels=None, units=None, title=None):

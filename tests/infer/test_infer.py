@@ -358,3 +358,23 @@ def test_parallel_chains_split_over_devices_without_pmap():
     assert parallel.shape == (4, 60)
     np.testing.assert_allclose(parallel, vectorized, rtol=0, atol=1e-5)
     assert np.abs(parallel[0] - parallel[1]).max() > 0.1  # the chains are not copies of one another
+
+
+def test_a_long_figure_title_is_wrapped_inside_the_figure():
+    """The CLI's titles name what is shown ("6 of 16 elements: the sites farthest from …"); a title
+    wider than the figure is wrapped, not cut at its edges."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ppl_bmc.infer import figures
+
+    points = [(f"x[{i}]", "x", (i,), 0.1 * i, 0.05, 0.0, 0.3) for i in range(3)]
+    long = "MAP point, curvature sd and 94 % interval (6 of 16 elements: the sites farthest from their field's median)"
+    for title, lines in ((long, 2), ("short title", 1)):
+        fig = figures.point_figure(points, title=title)
+        fig.canvas.draw()
+        box, page = fig._suptitle.get_window_extent(), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
+        assert fig._suptitle.get_text().count("\n") + 1 == lines
+        assert fig._suptitle.get_text().replace("\n", " ") == title
+        matplotlib.pyplot.close(fig)
