@@ -118,7 +118,8 @@ def section_nuts(args):
     print(f"\n3. NUTS, hidden void {args.nuts_grid}x{args.nuts_grid} (quadrature), {args.chains} chains "
           f"({infer.default_chain_method(args.chains)}) x ({args.warmup} warmup + {args.samples} draws): "
           f"{wall:.1f} s wall (with compilation); mean leapfrog steps per draw {steps.mean():.1f}; "
-          f"max r_hat {table['r_hat'].max():.3f}; min ess_bulk {table['ess_bulk'].min():.0f}; "
+          f"max r_hat {table['r_hat'].max():.3f}; min ess_bulk {table['ess_bulk'].min():.0f} "
+          f"({wall / max(float(table['ess_bulk'].min()), 1.0):.3g} s per effective sample); "
           f"{numpyro.__version__=}".replace("numpyro.__version__=", "numpyro "))
     del samples
 
@@ -134,6 +135,7 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--skip-nuts", action="store_true")
+    parser.add_argument("--nuts-only", action="store_true", help="only section 3 (NUTS on the hidden void)")
     parser.add_argument("--replay-only", action="store_true", help="BMC gradients through ReplayAdjoint only")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny grids, few particles, replay only")
     args = parser.parse_args(argv)
@@ -143,7 +145,8 @@ def main(argv=None):
         args.replay_only = True
     print(f"ppl_bmc {ppl_bmc.__version__}, jax {jax.__version__}, backend {jax.default_backend()}, "
           f"{jax.local_device_count()} device(s), {os.cpu_count()} CPU core(s)")
-    section_counts(args)
+    if not args.nuts_only:
+        section_counts(args)
     if not args.skip_nuts:
         section_nuts(args)
     return 0
