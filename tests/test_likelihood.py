@@ -96,6 +96,7 @@ def test_bmc_is_unbiased_against_the_quadrature(x64):
     assert np.all(rel_se < 1e-3)  # and the comparison is sharp
 
 
+@pytest.mark.slow  # ~40 s cold: the unbiasedness check's own compilations (it runs beside it, in the slow suite)
 def test_a_biased_proposal_fails_the_unbiasedness_check(x64):
     t, _ = _pyramid_check(_Skewed())
     assert np.any(np.abs(t) > 4), t
