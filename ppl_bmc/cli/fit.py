@@ -71,11 +71,10 @@ def _check_hosts(args, fit, defaults, model_cfg, explicit) -> bool:
     from ppl_bmc._hosts import check_hosts
 
     try:
-        hosts = check_hosts(args.coordinator, args.num_processes, args.process_id)
+        hosts = check_hosts(args.coordinator, args.num_processes, args.process_id,
+                            names=("--coordinator", "--num-processes", "--process-id"))
     except ValueError as err:
-        flags = {"coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id"}
-        name = str(err).split(" ", 1)[0]
-        raise UsageError(f"{flags.get(name, name)} {str(err).split(' ', 1)[1]} (several hosts need all three)") from None
+        raise UsageError(f"{err} (several hosts need all three)") from None
     if not hosts or args.num_processes == 1:
         return hosts
     if "devices" not in defaults:
