@@ -101,12 +101,13 @@ def test_tilt_interpolation_against_the_tilted_flux():
     scene, rho, tels, _ = _survey()
     sy = nppl.Systematics(tilt=dist_normal(0.0, 0.05))
     base = ppl_bmc.expected_counts(scene, rho, tels, method="quadrature")
-    for tilt in (-0.05, 0.02, 0.05):
+    # between the interpolation nodes (±tilt_step = ±0.05, where it is exact by construction)
+    for tilt in (-0.03, 0.02):
         direct = ppl_bmc.expected_counts(dataclasses.replace(scene, sky=Tilted(scene.sky, tilt)), rho, tels,
                                          method="quadrature")
         interp = nppl._with_tilt(scene, rho, tels, sy, tilt, dict(method="quadrature"))
-        # the tilt moves the counts by 5–15 %; the quadratic interpolation in log is good to 1e-5
-        assert float(jnp.max(jnp.abs(direct / base - 1))) > 0.03
+        # the tilt moves the counts by up to 3–9 %; the quadratic interpolation in log is good to 1e-5
+        assert float(jnp.max(jnp.abs(direct / base - 1))) > 0.02
         np.testing.assert_allclose(np.asarray(interp), np.asarray(direct), rtol=1e-5)
 
 
