@@ -10,7 +10,9 @@ Prints four tables:
 2b. the resident-memory peak of executing one gradient in a fresh subprocess per
     configuration (``/proc/self/status`` VmHWM after resetting it; ``ru_maxrss`` as fallback;
     with this table on, 2a is read from the same subprocesses' compiled gradients);
-3.  the time of one ``ReplayAdjoint`` gradient against ``n_steps`` (particle-steps per second).
+3.  the time of one ``ReplayAdjoint`` gradient against ``n_steps`` (particle-steps per second);
+4.  with ``--torch-python PYTHON``: the paper's algorithm in PyTorch (``peer_torch_toy.py``, run
+    in that interpreter right after table 1, same sizes) and the JAX / PyTorch time ratios.
 
 and a summary of the acceptance figures (replay memory at the largest ``n_steps`` within
 1.25x of the smallest; replay gradient within 2.5x of the primal).
@@ -356,6 +358,33 @@ def section_replay_time(args, node):
     return out
 
 
+def section_torch(args, timing):
+    """Table 4: the PyTorch peer (``peer_torch_toy.py`` in the interpreter ``--torch-python``) at
+    table 1's sizes, run right after it; the ratios JAX / PyTorch of the same run."""
+    if args.timing_steps != 2:
+        print("\n4. PyTorch peer skipped: it is the paper's two-step toy (--timing-steps 2)")
+        return None
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_torch_toy.py")
+    cmd = [args.torch_python, peer, "--n-particles", str(args.n_particles), "--repeats", str(args.repeats)]
+    cmd += ["--x64"] if args.x64 else []
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    print(f"\n4. the paper's algorithm in PyTorch (Appendix Examples 1 and 2 vectorised; "
+          f"{os.path.basename(peer)}), same sizes, same run")
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-2000:])
+        print(f"   the peer failed (exit {proc.returncode}): {' '.join(cmd)}")
+        return None
+    lines = proc.stdout.strip().splitlines()
+    print("\n".join("   " + line for line in lines[:-1]))
+    peer_t = json.loads(lines[-1])
+    t = timing["ReplayAdjoint"]
+    torch_grad = min(peer_t["adjoint_grad_s"], peer_t["autograd_grad_s"])
+    print(f"   JAX ReplayAdjoint / PyTorch: forward {t.fwd * 1e3:.2f} / {peer_t['forward_s'] * 1e3:.2f} ms "
+          f"= {t.fwd / peer_t['forward_s']:.2f};  gradient {t.grad * 1e3:.2f} / {torch_grad * 1e3:.2f} ms "
+          f"(the faster PyTorch gradient) = {t.grad / torch_grad:.2f}  (target <= 0.5, goal 0.2)")
+    return peer_t
+
+
 def summary(args, timing, xla, rss, replay_times):
     print("\nacceptance (ReplayAdjoint)")
     lo, hi = args.steps[0], args.steps[-1]
@@ -411,6 +440,9 @@ def main(argv=None):
                         help="subprocesses run at a time for table 2b (default 2)")
     parser.add_argument("--x64", action="store_true", help="enable float64 (jax_enable_x64)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
+    parser.add_argument("--torch-python", metavar="PYTHON",
+                        help="an interpreter with PyTorch: run peer_torch_toy.py in it after table 1 and "
+                             "print JAX / PyTorch time ratios (table 4)")
     parser.add_argument("--rss-child", nargs=3, metavar=("ADJOINT", "N_PARTICLES", "N_STEPS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -449,6 +481,9 @@ def main(argv=None):
 
     timing = section_timing(args, node)
     lap("table 1")
+    if args.torch_python:
+        section_torch(args, timing)
+        lap("table 4, the PyTorch peer")
     rss = None
     if args.rss:
         children = measure_in_subprocesses(args)

@@ -57,8 +57,8 @@ def exit_lengths(scene, detectors, n_grid: int = _EXIT_GRID):
 
 
 def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint, energy, stratified, mesh):
-    kernel = MuonKernel(FieldPath(scene.field, scene.step_m, n_steps), scene.material, scene.sky, scene.k_max, scene.decay,
-                        energy=energy)
+    path = FieldPath(scene.field, scene.step_m, None if scene.scattering else n_steps)  # scattered walks bend
+    kernel = MuonKernel(path, scene.material, scene.sky, scene.k_max, scene.decay, scene.scattering, energy=energy)
     reading = {k: ctx[k] for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
     w = mean_weight(kernel, params, reading, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,
                     stratified=stratified, mesh=mesh)
@@ -132,7 +132,8 @@ def expected_counts(
         BMC particles per bin (default 4096).
     n_steps : int or None
         BMC steps of ``scene.step_m`` metres; ``None`` picks the fewest that take every ray out
-        of the scene.  Too few → ``ValueError`` with the fraction of particles left inside.
+        of the scene (``scene.scattering``: 1.25 × as many + 2, for bent paths).  Too few →
+        ``ValueError`` with the fraction of particles left inside.
     adjoint : Adjoint
         BMC gradient strategy (default ``ReplayAdjoint()``; ``ForwardSensitivity()``,
         ``AutodiffAdjoint()``).
@@ -156,6 +157,9 @@ def expected_counts(
         geom, rows = readings(dets), ()
         run = (est.key, est.n_particles or DEFAULT_PARTICLES, n_steps, est.adjoint, est.energy, est.stratified, est.mesh)
     else:
+        if scene.scattering:
+            raise ValueError("scene.scattering=True needs method='bmc': the quadrature follows straight lines "
+                             "(or build the Scene with scattering=False)")
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
         if scene.field.affine:  # opacities are c + J·params: tabulate the sparse J once
             dtype = jnp.dtype(jnp.result_type(*jax.tree_util.tree_leaves(params))).name
@@ -171,12 +175,19 @@ def expected_counts(
     return counts
 
 
+#: With scattering, the default n_steps is the straight rays' times this, plus 2: scattered paths
+#: are longer (a muon still inside after the last step gets weight 0).
+SCATTERING_STEP_MARGIN = 1.25
+
+
 def _check_steps(scene, dets, n_steps):
-    """BMC steps: the fewest that take every ray out of the scene (``n_steps=None``), else
-    ``n_steps`` checked to be enough."""
+    """BMC steps: the fewest that take every ray out of the scene (``n_steps=None``; with
+    scattering, :data:`SCATTERING_STEP_MARGIN` more), else ``n_steps`` checked to be enough
+    for the straight rays."""
     exits = exit_lengths(scene, dets)
     if n_steps is None:
-        return max(1, math.ceil(float(exits.max()) * (1 + 1e-6) / scene.step_m))
+        straight = max(1, math.ceil(float(exits.max()) * (1 + 1e-6) / scene.step_m))
+        return math.ceil(straight * SCATTERING_STEP_MARGIN) + 2 if scene.scattering else straight
     reach = n_steps * scene.step_m
     inside = float(np.mean(exits > reach - 1e-3))
     if inside > 0:

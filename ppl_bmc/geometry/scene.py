@@ -38,6 +38,12 @@ class Scene:
         BMC step length (m); default: the box diagonal / 16.
     decay : bool
         Include the muon decay weight.
+    scattering : bool
+        BMC only: multiple scattering — each step of ``step_m`` deflects the muon by D − 1
+        projected angles of variance ρ·step_m/λ(K), ρ the density at the step's end and λ the
+        material's transport path at the energy reached (in the plane in 2-D, both transverse
+        directions in 3-D).  The quadrature follows straight lines and refuses such a scene.
+        Choose ``step_m`` short against the density's structure (voxels, the surface).
     k_max : float
         Highest detector-side kinetic energy sampled (GeV), ≤ 1e6.
     """
@@ -48,6 +54,7 @@ class Scene:
     step_m: float | None = None
     decay: bool = True
     k_max: float = 1e6
+    scattering: bool = False
 
     def __post_init__(self):
         if not isinstance(self.field, Field):
@@ -61,6 +68,10 @@ class Scene:
         object.__setattr__(self, "step_m", float(self.step_m))
         if not 1.0 < self.k_max <= 1e6:
             raise ValueError(f"k_max must be in (1, 1e6] GeV, got {self.k_max}")
+        for name in ("decay", "scattering"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
 
     @property
     def ndim(self) -> int:

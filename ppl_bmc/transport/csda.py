@@ -4,16 +4,18 @@
 :class:`~ppl_bmc.transport.paths.Path` (a slab's line of sight, or a density field), with the
 physics of :mod:`ppl_bmc.transport.muon`: a detector-side energy drawn from a proposal
 (:mod:`ppl_bmc.transport.energy`), a CSDA advance
-per step (Jacobian ``S(K')/S(K)``), the decay weight, optional multiple scattering (2-D, in the
-plane of view) and the sky flux at the exit.  :func:`straight_line_flux` integrates the same
+per step (Jacobian ``S(K')/S(K)``), the decay weight, optional multiple scattering and the sky
+flux at the exit.  :func:`straight_line_flux` integrates the same
 physics over energy with Gauss-Legendre nodes (straight line, no scattering).
 
-Multiple scattering (``scattering=True``): after each step the direction turns by
-δ = √(g/λ(K))·z, z a standard normal drawn from the step's uniform, g the path's
-:meth:`~ppl_bmc.transport.paths.Path.scattering_grammage` and λ(K) the transport path (kg/m²)
-at the energy reached: the projected small-angle variance s/λ₁.  Each step is inverted exactly
-(the deflection uses only the post-step state), so the replay adjoint is exact although the
-path moves with the parameters.  Muons turned sideways or exiting below the horizon get weight 0.
+Multiple scattering (``scattering=True``): after each step the direction turns by D − 1
+projected angles δ = √(g/λ(K))·z (in the plane of view in 2-D; two orthogonal ones in 3-D), z
+standard normals drawn from the step's uniforms, g the path's
+:meth:`~ppl_bmc.transport.paths.Path.scattering_grammage` at the step's end and λ(K) the
+transport path (kg/m²) at the energy reached: the projected small-angle variance s/λ₁.  Each
+step is inverted exactly (the deflection uses only the post-step state: energy, position), so
+the replay adjoint is exact although the path moves with the parameters.  Muons turned sideways
+or exiting below the horizon get weight 0.
 
 The energies (and with scattering the directions) depend on the parameters, so the replay
 adjoint runs backward; the step is split (``split_step``): a segment's grammage — for a field,
@@ -39,7 +41,7 @@ from ppl_bmc.transport.muon import (
     energy_at,
     sky_log_weight,
 )
-from ppl_bmc.transport.paths import Path
+from ppl_bmc.transport.paths import FieldPath, Path
 
 __all__ = ["MuonKernel", "straight_line_flux"]
 
@@ -74,10 +76,11 @@ class MuonKernel(Kernel):
             raise ValueError(f"energy must be a ppl_bmc.transport.energy.EnergySampling (e.g. LineOfSightEnergy()), "
                              f"got {self.energy!r}")
         if self.scattering:
-            if self.path.ndim != 2:
-                raise ValueError("multiple scattering is available in 2-D only (the plane of view)")
-            self.path.scattering_grammage(0.0)  # raises when the path has none
-            self.path.turn(0.0, 0.0)
+            if not self.path.scatters:
+                raise ValueError(f"multiple scattering is not available on a {type(self.path).__name__}")
+            if isinstance(self.path, FieldPath) and self.path.n_steps is not None:
+                raise ValueError("scattering needs FieldPath(n_steps=None): a FieldPath traced for n_steps walks "
+                                 "straight lines")
 
     @property
     def n_init_uniforms(self):
@@ -85,7 +88,7 @@ class MuonKernel(Kernel):
 
     @property
     def n_step_uniforms(self):
-        return 1 if self.scattering else 0
+        return self.path.ndim - 1 if self.scattering else 0  # one per projected deflection
 
     def init(self, params, ctx, u):
         position, d, omega = self.path.start(ctx, u[:-1])
@@ -99,22 +102,23 @@ class MuonKernel(Kernel):
         """``(grammage kg/m², length m, ok)`` of the step starting at ``state``."""
         return self.path.segment(state.position, state.direction, params, state.grammages, k)
 
-    def _deflection(self, energy, params, u):
-        return deflection(self.path.scattering_grammage(params), energy.transport_path, u[0])
+    def _deflection(self, energy, position, params, u):
+        return deflection(self.path.scattering_grammage(position, params), energy.transport_path, u)
 
     def advance(self, state, seg, params, ctx, u, k):
         grammage, length, ok = seg
         energy, log_w = csda_advance(self.material, state.energy, grammage, length, decay=self.decay)
         d = state.direction
-        if self.scattering:  # deflect at the end of the step with the energy reached there
-            d = self.path.turn(d, self._deflection(energy, params, u))
-        position = self.path.move(state.position, state.direction)
+        position = self.path.move(state.position, d)
+        if self.scattering:  # deflect at the end of the step with the energy and position reached there
+            d, turned_ok = self.path.turn(d, self._deflection(energy, position, params, u), ctx)
+            ok = ok & turned_ok
         return MuonState(energy, position, d, state.grammages), jnp.where(ok, log_w, -jnp.inf)
 
     def rewind(self, state, params, ctx, u, k):
         d = state.direction
         if self.scattering:
-            d = self.path.turn(d, -self._deflection(state.energy, params, u))
+            d, _ = self.path.turn(d, -self._deflection(state.energy, state.position, params, u), ctx)
         return MuonState(state.energy, self.path.move(state.position, d, -1.0), d, state.grammages)
 
     def inverse_given(self, state, seg, params, ctx, u, k):

@@ -122,8 +122,11 @@ def csda_retreat(material, energy, grammage):
 def deflection(grammage, transport_path, u):
     """Projected multiple-scattering angle (rad) over ``grammage`` kg/m² at transport path
     ``transport_path`` kg/m², from a uniform ``u``: ``√(grammage/λ)·z`` with z standard normal
-    (the small-angle variance s/λ₁ of one projection)."""
-    return jnp.sqrt(grammage / transport_path) * ndtri(jnp.clip(u, 1e-7, 1 - 1e-7))
+    (the small-angle variance s/λ₁ of one projection); 0, with a finite gradient, where the
+    grammage is 0 (open sky)."""
+    matter = grammage > 0
+    width = jnp.where(matter, jnp.sqrt(jnp.where(matter, grammage, 1.0) / transport_path), 0.0)
+    return width * ndtri(jnp.clip(u, 1e-7, 1 - 1e-7))
 
 
 def sky_log_weight(sky_flux, material, energy, cos_zenith, ok=True):

@@ -80,16 +80,21 @@ class Path(ABC):
         a :class:`~ppl_bmc.transport.energy.LineOfSightEnergy` proposal is built from
         (``grammages``: what :meth:`trace` returned, if anything)."""
 
-    def turn(self, direction, angle):
-        """The direction after a multiple-scattering deflection by ``angle`` (rad, in the plane
-        of view); ``turn(turn(d, a), -a) == d`` to float rounding."""
-        raise ValueError(f"multiple scattering is not available on a {type(self).__name__} yet")
+    #: Whether :meth:`turn` and :meth:`scattering_grammage` are implemented (multiple scattering).
+    scatters: bool = False
 
-    def scattering_grammage(self, params):
-        """The grammage (kg/m²) that sets each step's multiple-scattering deflection; it must not
-        depend on the path (the replay adjoint inverts the deflection before the segment)."""
-        raise ValueError(f"multiple scattering is not available on a {type(self).__name__} yet: "
-                         "only along a LineOfSight (transmitted_flux(..., scattering=True))")
+    def turn(self, direction, angle, ctx):
+        """``(direction, ok)`` after a multiple-scattering deflection by ``angle`` (rad; ``ndim − 1``
+        projected angles, (D − 1,)) in the reading ``ctx``; ``turn(turn(d, a, c)[0], -a, c)[0] == d``
+        to float rounding (the replay adjoint inverts it); ``ok`` False where the deflection left
+        the region where that holds (the particle gets weight 0)."""
+        raise ValueError(f"multiple scattering is not available on a {type(self).__name__}")
+
+    def scattering_grammage(self, position, params):
+        """The grammage (kg/m²) that sets the deflection at the end of a step ending at
+        ``position``: a function of that position and ``params`` only, never of the step's
+        direction (the replay adjoint inverts the deflection before the segment)."""
+        raise ValueError(f"multiple scattering is not available on a {type(self).__name__}")
 
 
 @dataclass(frozen=True)
@@ -104,22 +109,24 @@ class LineOfSight(Path):
 
     n_steps: int
     ndim: int = 2
+    scatters = True
 
     def start(self, ctx, u):
         del u  # the direction is the line of sight
         dt = jnp.result_type(ctx["zenith"])
         return jnp.zeros(0, dt), jnp.zeros((), dt), 1.0  # no position (only grammage matters), angle 0
 
-    def scattering_grammage(self, params):
+    def scattering_grammage(self, position, params):
+        del position  # every step crosses the same axis grammage
         return MWE * params / self.n_steps
 
-    def turn(self, direction, angle):
-        return direction + angle
+    def turn(self, direction, angle, ctx):
+        return direction + angle[0], True  # sideways muons are stopped by segment()
 
     def segment(self, position, direction, params, grammages=None, k=None):
         cos_a = jnp.cos(direction)
         forward = cos_a > 0  # a muon turned sideways never crosses the slab
-        grammage = self.scattering_grammage(params) / jnp.where(forward, cos_a, 1.0)
+        grammage = self.scattering_grammage(position, params) / jnp.where(forward, cos_a, 1.0)
         return grammage, None, forward  # length None: the material at its nominal density
 
     def move(self, position, direction, sign=1.0):
@@ -153,6 +160,7 @@ class FieldPath(Path):
     field: Field
     step_m: float
     n_steps: int | None = None
+    scatters = True
 
     def __post_init__(self):
         if not isinstance(self.field, Field):
@@ -204,3 +212,40 @@ class FieldPath(Path):
     def exit(self, position, direction, ctx):
         t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
         return (t_out - t_in) <= EXIT_TOLERANCE_M, direction[-1]
+
+    def scattering_grammage(self, position, params):
+        """``ρ(position)·step_m``: the density at the step's end stands for the step (the medium
+        at the particle's position, as PUMAS's locally uniform media; accurate where steps are
+        short against the density's structure).  0 outside the field's box (open sky)."""
+        return self.field.density(position, params) * self.step_m
+
+    def turn(self, direction, angle, ctx):
+        """2-D: the direction rotated by ``angle[0]`` in the plane (always ``ok``).  3-D: the
+        polar angle ϑ and azimuth φ of the direction about an axis p perpendicular to the
+        reading's central direction c (so every direction of the reading lies near p's equator)
+        move by ``angle[0]`` and ``angle[1] / sin ϑ̄`` (ϑ̄ the mean of the polar angles before and
+        after: the map is its own inverse under ``-angle``), two orthogonal projected
+        deflections to first order; ``ok`` False where ϑ would leave (0, π) (a muon turned
+        by about 90° from its line of sight)."""
+        if self.ndim == 2:
+            c, s = jnp.cos(angle[0]), jnp.sin(angle[0])
+            return jnp.stack([c * direction[0] - s * direction[1], s * direction[0] + c * direction[1]]), True
+        e, f, p = _polar_frame(ctx, direction.dtype)
+        theta = jnp.arccos(jnp.clip(jnp.dot(direction, p), -1.0, 1.0))
+        phi = jnp.arctan2(jnp.dot(direction, f), jnp.dot(direction, e))
+        theta2 = theta + angle[0]
+        ok = (theta2 > 0) & (theta2 < jnp.pi)
+        phi2 = phi + angle[1] / jnp.sin(jnp.where(ok, 0.5 * (theta + theta2), 0.5 * jnp.pi))
+        s2 = jnp.sin(theta2)
+        return s2 * (jnp.cos(phi2) * e + jnp.sin(phi2) * f) + jnp.cos(theta2) * p, ok
+
+
+def _polar_frame(ctx, dtype):
+    """``(e, f, p)``: an orthonormal frame with e the central direction of the 3-D reading ``ctx``
+    and the polar axis p perpendicular to it (horizontal unless e is nearly vertical)."""
+    centre = line_coords(jnp.full(2, 0.5, dtype), ctx["lo"], ctx["hi"], ctx["tent"])
+    e, _ = line_direction(centre, ctx["frame"], ctx["tent"], 3)
+    up = jnp.where(jnp.abs(e[2]) < 0.9, jnp.array([0.0, 0.0, 1.0], dtype), jnp.array([1.0, 0.0, 0.0], dtype))
+    p = jnp.cross(e, up)
+    p = p / jnp.linalg.norm(p)
+    return e, jnp.cross(p, e), p

@@ -194,9 +194,12 @@ def test_incomplete_subclasses_fail_at_construction():
     with pytest.raises(TypeError, match="must define step"):
         class NoStep(Kernel):
             def init(self, params, ctx, u): ...
-    with pytest.raises(ValueError, match="not available on a FieldPath"):
-        MuonKernel(FieldPath(VoxelGrid((0.0, 0.0), (1.0, 1.0), (1, 1)), 0.1), materials.get("water"), flux.gccly,
-                   1e3, scattering=True)
+    class Straight(NoExit):  # a complete path without turn/scattering_grammage
+        def exit(self, position, direction, ctx): ...
+        def line(self, position, direction, params, ctx, grammages=None): ...
+
+    with pytest.raises(ValueError, match="not available on a Straight"):
+        MuonKernel(Straight(), materials.get("water"), flux.gccly, 1e3, scattering=True)
 
 
 @pytest.mark.parametrize("kwargs, match", [
