@@ -63,3 +63,9 @@ def test_volcano_benchmark_quick(capsys, monkeypatch):
 def test_devices_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_devices.py", capsys, monkeypatch)
     assert "grad speed-up" in out and "block 4^3" in out
+
+
+@pytest.mark.slow  # ~15 s: two fresh processes, the first compiling the pyramid's BMC gradient
+def test_first_gradient_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_first_gradient.py", capsys, monkeypatch)
+    assert "cold" in out and "warm" in out and "time to first gradient with a warm cache" in out

@@ -110,7 +110,9 @@ def test_the_gradient_with_scattering_is_the_derivative_of_the_expectation(x64):
     # a direction v and the central difference of the same estimator (common random numbers,
     # h = 3 % of the densities, which includes every jump in between) agree in mean within 4
     # standard errors.  Low energies (k_max 30 GeV) make the deflections wide.  The comparison
-    # resolves a few per cent: a gradient 10 % too large fails it.
+    # resolves a few per cent: a gradient 10 % too large fails it.  Measured: gradient 2.732,
+    # difference 2.737, their gap -0.005 ± 0.008; without scattering the gap is -0.003 ± 0.0001
+    # (the central difference's own O(h²) curvature), so no boundary term shows above 0.3 %.
     grid = VoxelGrid((-30.0, 0.0), (30.0, 30.0), (6, 3))
     scene = Scene(grid, step_m=2.0, scattering=True, k_max=30.0)
     dets = [Detector((-10.0, 0.0), np.linspace(-40, 40, 5), exposure_s=86400.0)]
