@@ -65,6 +65,10 @@ def make_adjoint(name):
 COMPILER_OPTIONS: dict = {}
 
 
+#: ``--devices``: split each reading's particles over this many devices (None: one).
+DEVICES: list = [None]
+
+
 @functools.lru_cache(maxsize=None)
 def build(n_particles, n_steps, adjoint_name, seed=0):
     """Jitted ``(forward, gradient)`` of the toy at fixed sizes: both take ``node`` (3,).
@@ -77,7 +81,8 @@ def build(n_particles, n_steps, adjoint_name, seed=0):
 
     def forward(node):
         return toy.flux(
-            node, toy.PAPER_THETAS, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint
+            node, toy.PAPER_THETAS, key=key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,
+            devices=DEVICES[0],
         )
 
     def log_likelihood(node):
@@ -440,6 +445,9 @@ def main(argv=None):
                         help="subprocesses run at a time for table 2b (default 2)")
     parser.add_argument("--x64", action="store_true", help="enable float64 (jax_enable_x64)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="split each reading's particles over N devices (on CPU: start with "
+                             "XLA_FLAGS=--xla_force_host_platform_device_count=N)")
     parser.add_argument("--torch-python", metavar="PYTHON",
                         help="an interpreter with PyTorch: run peer_torch_toy.py in it after table 1 and "
                              "print JAX / PyTorch time ratios (table 4)")
@@ -458,6 +466,7 @@ def main(argv=None):
     if args.rss is None:
         args.rss = not args.quick
     args.steps = sorted(set(args.steps))
+    DEVICES[0] = args.devices
 
     t_start = time.perf_counter()
     node = start_node()
@@ -465,7 +474,7 @@ def main(argv=None):
     print(f"ppl_bmc {ppl_bmc.__version__}; jax {jax.__version__}; python {platform.python_version()}; "
           f"{os.cpu_count()} CPU core(s)")
     print(f"backend {jax.default_backend()}, device {dev.device_kind} ({dev.platform}), "
-          f"{jax.device_count()} device(s); float dtype {node.dtype}")
+          f"{jax.device_count()} device(s), particles split over {args.devices or 1}; float dtype {node.dtype}")
     print(f"load average at start (1/5/15 min): {_load()}; other processes on the machine "
           "distort the timings (not the XLA memory figures)")
     if COMPILER_OPTIONS:

@@ -32,7 +32,7 @@ from jax.flatten_util import ravel_pytree
 
 from ppl_bmc import _checks
 from ppl_bmc.transport import loop
-from ppl_bmc.transport.sharding import pad_readings, replicate, shard_readings
+from ppl_bmc.transport.sharding import pad_readings, replicate, shard_ctx, shard_readings, splits_particles
 
 __all__ = ["Adjoint", "AutodiffAdjoint", "ForwardSensitivity", "ReplayAdjoint", "mean_weight"]
 
@@ -192,7 +192,7 @@ def _replay_bwd(kernel, n_steps, mode, res, g):
     params, ctx, streams, state_n, weight = res
     dtype = _dtype(params)
     n_particles = weight.shape[1]
-    shard = partial(shard_readings, mesh=streams.mesh)  # keep every (C, P, ...) array split by reading
+    shard = partial(shard_readings, mesh=streams.mesh)  # keep every (C, P, ...) array split as the walk is
     # d mean_p(W)/dΛ_p = W_p / P for every particle; a zero weight has a zero cotangent.
     c = shard(g[:, None] * weight / n_particles)
     add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
@@ -277,7 +277,8 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
         Latin-hypercube initial uniforms over each reading's particles (see
         :class:`~ppl_bmc.transport.streams.Streams`); ``False``: independent uniforms.
     mesh : jax.sharding.Mesh or None
-        Split the readings over the devices of this one-axis mesh
+        Split the readings (or, on a mesh whose axis is ``"particles"``, each reading's
+        particles; ``n_particles`` a multiple of its size) over the devices of this one-axis mesh
         (:func:`ppl_bmc.transport.sharding.readings_mesh`), forward and replay; the same
         estimate as on one device, to float rounding.  ``None``: one device.
 
@@ -292,6 +293,9 @@ def mean_weight(kernel, params, ctx, key, *, n_particles: int, n_steps: int, adj
     n_ctx = leaves[0].shape[0] if leaves and jnp.ndim(leaves[0]) else 0
     if n_ctx == 0 or any(jnp.shape(leaf)[:1] != (n_ctx,) for leaf in leaves):
         raise ValueError("ctx leaves must share a leading axis of at least one reading (C >= 1)")
+    if splits_particles(mesh) and n_particles % mesh.size:
+        raise ValueError(f"n_particles={n_particles} must be a multiple of the {mesh.size} devices the particles "
+                         "are split over")
     ctx, n_padded = pad_readings(ctx, n_ctx, mesh)
     streams = loop.Streams(key, n_padded, n_particles, bool(stratified), mesh)
-    return replicate(adjoint.mean_weight(kernel, params, shard_readings(ctx, mesh), streams, n_steps), mesh)[:n_ctx]
+    return replicate(adjoint.mean_weight(kernel, params, shard_ctx(ctx, mesh), streams, n_steps), mesh)[:n_ctx]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from ppl_bmc import _checks
 from ppl_bmc.adjoint import Adjoint, ReplayAdjoint
 from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy
-from ppl_bmc.transport.sharding import readings_mesh
+from ppl_bmc.transport.sharding import AXIS, readings_mesh
 
 __all__ = ["Quadrature", "BMC", "resolve_method"]
 
@@ -79,6 +79,10 @@ class BMC:
         the devices of several hosts after :func:`ppl_bmc.transport.join_hosts` —
         forward and in the gradient's replay; the same estimate as on one device, to float
         rounding (:mod:`ppl_bmc.transport.sharding`).  ``None`` (default): one device.
+    split : "readings" or "particles"
+        With ``devices``: what is split between them — the readings (default), or each
+        reading's particles (for few readings of many particles; ``n_particles`` a multiple of
+        the number of devices).
     """
 
     key: object
@@ -88,6 +92,7 @@ class BMC:
     energy: EnergySampling = LineOfSightEnergy()
     stratified: bool = True
     devices: object = None
+    split: str = AXIS
 
     def __post_init__(self):
         object.__setattr__(self, "key", _checks.prng_key(self.key))
@@ -107,12 +112,12 @@ class BMC:
                 object.__setattr__(self, "devices", tuple(self.devices))  # hashable
             except TypeError:
                 pass  # not a sequence: readings_mesh names the argument
-        readings_mesh(self.devices)  # ValueError naming devices when there are not that many
+        readings_mesh(self.devices, self.split)  # ValueError naming devices (not that many) or split
 
     @property
     def mesh(self):
         """The :class:`jax.sharding.Mesh` the readings are split over (``None``: one device)."""
-        return readings_mesh(self.devices)
+        return readings_mesh(self.devices, self.split)
 
 
 _BMC_ONLY = ("key", "n_particles", "n_steps", "adjoint")

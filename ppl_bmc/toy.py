@@ -26,6 +26,7 @@ from jax import lax
 from ppl_bmc import _checks
 from ppl_bmc.adjoint import Adjoint, ReplayAdjoint, check_run_args, mean_weight
 from ppl_bmc.transport import loop
+from ppl_bmc.transport.sharding import PARTICLES, readings_mesh
 from ppl_bmc.transport.toy import ToyKernel, mixing_density
 
 __all__ = [
@@ -71,14 +72,15 @@ def _check_thetas(thetas, dtype):
     return thetas
 
 
-@partial(jax.jit, static_argnames=("n_particles", "n_steps", "adjoint"))
-def _flux(node, thetas, key, n_particles, n_steps, adjoint):
+@partial(jax.jit, static_argnames=("n_particles", "n_steps", "adjoint", "mesh"))
+def _flux(node, thetas, key, n_particles, n_steps, adjoint, mesh=None):
     return mean_weight(
-        _KERNEL, node, thetas, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint
+        _KERNEL, node, thetas, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint, mesh=mesh
     )
 
 
-def flux(node, thetas, *, key, n_particles: int, n_steps: int = 2, adjoint: Adjoint = ReplayAdjoint()):
+def flux(node, thetas, *, key, n_particles: int, n_steps: int = 2, adjoint: Adjoint = ReplayAdjoint(),
+         devices=None):
     """BMC estimate of the flux at the detector for each reading angle.
 
     Parameters
@@ -96,6 +98,10 @@ def flux(node, thetas, *, key, n_particles: int, n_steps: int = 2, adjoint: Adjo
         Steps per particle (the paper uses 2).
     adjoint : Adjoint
         Gradient strategy (default :class:`ppl_bmc.ReplayAdjoint`).
+    devices : None, int, "all" or a sequence of jax devices
+        Split each reading's particles over several devices (e.g. CPU cores through
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``); ``n_particles`` a multiple of
+        their number; the same estimate as on one device, to float rounding.  ``None``: one.
 
     Returns
     -------
@@ -112,7 +118,7 @@ def flux(node, thetas, *, key, n_particles: int, n_steps: int = 2, adjoint: Adjo
     node = _check_node(node)
     thetas = _check_thetas(thetas, node.dtype)
     key, n_particles, n_steps = check_run_args(key, n_particles, n_steps, adjoint)
-    return _flux(node, thetas, key, n_particles, n_steps, adjoint)
+    return _flux(node, thetas, key, n_particles, n_steps, adjoint, readings_mesh(devices, PARTICLES))
 
 
 def trajectories(thetas, *, key, n_particles: int, n_steps: int = 2):

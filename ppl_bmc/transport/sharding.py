@@ -13,6 +13,11 @@ to float rounding.  When the readings do not divide evenly, the last reading is 
 the last device and the copies are dropped at the end (a repeated reading draws its own numbers
 at its own index; it does not change the others').
 
+A mesh whose axis is named ``"particles"`` (``readings_mesh(devices, PARTICLES)``) splits each
+reading's particles instead (axis 1 of the walk's arrays; the readings' data stays whole on
+every device): for few readings of many particles, such as the paper's toy (3 readings).  The
+mean over particles is then a cross-device sum; the particle count must divide evenly.
+
 On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before JAX starts) makes N
 host devices, one per core; on GPU, the GPUs.  **Several hosts**: start the same program on
 each, call :func:`join_hosts` first (``jax.distributed``: a coordinator address, the number of
@@ -33,17 +38,23 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ppl_bmc._hosts import check_hosts
 
-__all__ = ["AXIS", "readings_mesh", "pad_readings", "shard_readings", "replicate", "join_hosts"]
+__all__ = ["AXIS", "PARTICLES", "readings_mesh", "splits_particles", "pad_readings", "shard_readings", "shard_ctx",
+           "replicate", "join_hosts"]
 
 #: The mesh axis the readings are split along.
 AXIS = "readings"
+#: The mesh axis each reading's particles are split along.
+PARTICLES = "particles"
 
 
-def readings_mesh(devices) -> Mesh | None:
-    """A one-axis mesh named :data:`AXIS` over ``devices``: ``None`` or 1 (no mesh: one device),
-    an int n ≥ 1 (the first n devices), ``"all"`` (every device: of every process after
-    :func:`join_hosts`) or a sequence of :class:`jax.Device`.  ``ValueError`` naming ``devices``
-    and how many there are otherwise."""
+def readings_mesh(devices, split: str = AXIS) -> Mesh | None:
+    """A one-axis mesh over ``devices``, named ``split`` (:data:`AXIS`: the readings are split
+    between the devices; :data:`PARTICLES`: each reading's particles).  ``devices``: ``None`` or 1
+    (no mesh: one device), an int n ≥ 1 (the first n devices), ``"all"`` (every device: of every
+    process after :func:`join_hosts`) or a sequence of :class:`jax.Device`.  ``ValueError``
+    naming ``devices`` (and how many there are) or ``split`` otherwise."""
+    if split not in (AXIS, PARTICLES):
+        raise ValueError(f"split must be {AXIS!r} or {PARTICLES!r}, got {split!r}")
     if devices is None:
         return None
     available = jax.devices()  # all processes' devices (this process's alone without jax.distributed)
@@ -67,13 +78,19 @@ def readings_mesh(devices) -> Mesh | None:
                              f"got {devices!r}")
     if len(chosen) == 1:
         return None
-    return Mesh(np.asarray(chosen), (AXIS,))
+    return Mesh(np.asarray(chosen), (split,))
+
+
+def splits_particles(mesh: Mesh | None) -> bool:
+    """Whether ``mesh`` splits each reading's particles (rather than the readings)."""
+    return mesh is not None and PARTICLES in mesh.axis_names
 
 
 def pad_readings(tree, n_readings: int, mesh: Mesh | None):
     """``(tree, C_padded)``: the leaves' leading axis (``n_readings``) padded with copies of the
-    last reading up to a multiple of the mesh size (unchanged without a mesh)."""
-    if mesh is None or n_readings % mesh.size == 0:
+    last reading up to a multiple of the mesh size (unchanged without a mesh, or on a mesh that
+    splits particles)."""
+    if mesh is None or splits_particles(mesh) or n_readings % mesh.size == 0:
         return tree, n_readings
     padded = math.ceil(n_readings / mesh.size) * mesh.size
     index = np.minimum(np.arange(padded), n_readings - 1)
@@ -81,12 +98,19 @@ def pad_readings(tree, n_readings: int, mesh: Mesh | None):
 
 
 def shard_readings(tree, mesh: Mesh | None):
-    """Lay every leaf's leading axis over ``mesh`` (a sharding constraint, inside ``jit``);
+    """Lay the walk's arrays (every leaf ``(C, P, ...)``) over ``mesh`` — their readings axis, or
+    on a :data:`PARTICLES` mesh their particles axis (a sharding constraint, inside ``jit``);
     unchanged without a mesh."""
     if mesh is None:
         return tree
-    spec = NamedSharding(mesh, PartitionSpec(AXIS))
+    spec = NamedSharding(mesh, PartitionSpec(None, PARTICLES) if splits_particles(mesh) else PartitionSpec(AXIS))
     return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, spec), tree)
+
+
+def shard_ctx(tree, mesh: Mesh | None):
+    """Lay the readings' data (every leaf ``(C, ...)``) over ``mesh``: split by reading, or whole
+    on every device when the mesh splits particles; unchanged without a mesh."""
+    return replicate(tree, mesh) if splits_particles(mesh) else shard_readings(tree, mesh)
 
 
 def replicate(tree, mesh: Mesh | None):
