@@ -237,6 +237,7 @@ def rss_in_subprocess(adjoint_name, n_particles, n_steps, x64):
     env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 20))
     cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", adjoint_name,
            str(n_particles), str(n_steps)] + (["--x64"] if x64 else [])
+    cmd += ["--devices", str(DEVICES[0])] if DEVICES[0] else []  # the child splits as the parent does
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-2000:])
@@ -456,6 +457,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.x64:
         jax.config.update("jax_enable_x64", True)
+    DEVICES[0] = args.devices
     if args.rss_child:
         name, n_particles, n_steps = args.rss_child
         rss_child(name, int(n_particles), int(n_steps))
@@ -466,7 +468,6 @@ def main(argv=None):
     if args.rss is None:
         args.rss = not args.quick
     args.steps = sorted(set(args.steps))
-    DEVICES[0] = args.devices
 
     t_start = time.perf_counter()
     node = start_node()
