@@ -33,6 +33,7 @@ from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.geometry.scene import Scene
 from ppl_bmc.geometry.terrain import HeightMap
 from ppl_bmc.telescope import Telescope
+from ppl_bmc.physics.materials import Blend
 from ppl_bmc.transport.csda import MuonKernel
 from ppl_bmc.transport.paths import FieldPath
 
@@ -160,6 +161,9 @@ def expected_counts(
         if scene.scattering:
             raise ValueError("scene.scattering=True needs method='bmc': the quadrature follows straight lines "
                              "(or build the Scene with scattering=False)")
+        if isinstance(scene.material, Blend):
+            raise ValueError(f"a Composition scene ({scene.material!r}) needs method='bmc': the quadrature's flux "
+                             "tables hold one material")
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
         if scene.field.affine:  # opacities are c + J·params: tabulate the sparse J once
             dtype = jnp.dtype(jnp.result_type(*jax.tree_util.tree_leaves(params))).name

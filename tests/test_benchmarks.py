@@ -69,3 +69,9 @@ def test_devices_benchmark_quick(capsys, monkeypatch):
 def test_first_gradient_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_first_gradient.py", capsys, monkeypatch)
     assert "cold" in out and "warm" in out and "time to first gradient with a warm cache" in out
+
+
+@pytest.mark.slow  # ~60 s on 2 cores: four scenes' gradients compile
+def test_composition_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_composition.py", capsys, monkeypatch)
+    assert "rock+water" in out and "second material (scattering=True)" in out

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ppl_bmc.geometry.composition import Composition
 from ppl_bmc.geometry.field import Field
 from ppl_bmc.physics import flux as sky_flux
 from ppl_bmc.physics import materials
@@ -25,12 +26,15 @@ class Scene:
     ----------
     field : Field
         Density (kg/m³) in 2-D ``(x, z)`` or 3-D ``(x, y, z)`` coordinates (m).
-    material : Material or str
+    material : Material or str or None
         Energy-loss material: a :class:`ppl_bmc.materials.Material` (a tabulated one, or
-        :func:`ppl_bmc.materials.custom`) or a name from :func:`ppl_bmc.materials.names`.  The
-        CSDA tables per unit grammage are this material's, scaled nowhere — the field's density
-        sets the grammage.  (Mixtures of two compositions change the density; their stopping
-        power per kg/m² is taken as this material's.)
+        :func:`ppl_bmc.materials.custom`) or a name from :func:`ppl_bmc.materials.names`; default
+        standard rock.  The CSDA tables per unit grammage are this material's, scaled nowhere —
+        the field's density sets the grammage.  A
+        :class:`~ppl_bmc.geometry.composition.Composition` field carries its own materials (each
+        loses energy by its own tables; BMC only): leave ``material`` unset, and the scene's
+        material is their :class:`~ppl_bmc.materials.Blend`.  (A :class:`Mixture` changes the
+        density only; its stopping power per kg/m² is this material's.)
     sky : SkyFlux or str
         Open-sky flux at the exit point: a :class:`ppl_bmc.flux.SkyFlux` (``flux.gccly``,
         ``flux.gaisser``, a ``TabulatedFlux``, your own subclass) or a name ``"gccly"``, ``"gaisser"``.
@@ -49,7 +53,7 @@ class Scene:
     """
 
     field: Field
-    material: materials.Material | str = "standard_rock"
+    material: materials.Material | materials.Blend | str | None = None
     sky: sky_flux.SkyFlux | str = "gccly"
     step_m: float | None = None
     decay: bool = True
@@ -59,7 +63,14 @@ class Scene:
     def __post_init__(self):
         if not isinstance(self.field, Field):
             raise ValueError(f"field must be a ppl_bmc.geometry Field, got {type(self.field).__name__}")
-        object.__setattr__(self, "material", materials.get(self.material, "material"))
+        if isinstance(self.field, Composition):
+            if self.material is not None and self.material != self.field.blend:
+                raise ValueError(f"material must be left unset for a Composition field (it carries its materials: "
+                                 f"{', '.join(m.name for m in self.field.materials)}); got {self.material!r}")
+            object.__setattr__(self, "material", self.field.blend)
+        else:
+            material = "standard_rock" if self.material is None else self.material
+            object.__setattr__(self, "material", materials.get(material, "material"))
         object.__setattr__(self, "sky", sky_flux.get(self.sky, "sky"))
         if self.step_m is None:
             object.__setattr__(self, "step_m", self.diagonal / 16)

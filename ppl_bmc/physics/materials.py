@@ -17,7 +17,7 @@ import numpy as np
 from ppl_bmc import _checks
 from ppl_bmc.physics.constants import MUON_MASS
 
-__all__ = ["Material", "names", "get", "custom", "check_composition"]
+__all__ = ["Material", "Blend", "names", "get", "custom", "check_composition"]
 
 _DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "materials.npz")
 
@@ -131,6 +131,54 @@ class Material:
     def kinetic_energy_at_range(self, grammage):
         """Inverse of :meth:`csda_range`: the K (GeV) whose CSDA range is ``grammage`` (kg/m²)."""
         return self._lookup(grammage, "grammage", "kg/m²", self.r_min, self.r_max, self._log_r, self._log_k)
+
+
+class Blend:
+    """Several materials that one scene holds, crossed in turn within each transport step.
+
+    Each step of a backward walk crosses a grammage of every material (kg/m², the ray integral
+    of that material's partial density); the energy loss adds per unit mass (Bragg additivity:
+    the stopping power of a mixture with mass fractions w is ``Σ w_m S_m``), which the kernel
+    applies as consecutive CSDA sub-steps, one per material, in the order given (exact for a
+    step in one material; second order in the step's energy loss across a boundary or within a
+    mixture).  A value (static under ``jit``): equal materials in the same order make equal blends.
+
+    Attributes
+    ----------
+    materials : tuple of Material
+        At least two; they must share their tables' kinetic-energy grid (the package's tables
+        and :func:`custom` materials all do).
+    reference : Material
+        ``materials[0]``: the energies of a walk are kept as CSDA ranges in this material.
+    """
+
+    def __init__(self, materials, argument: str = "materials"):
+        if isinstance(materials, (str, Material)) or not hasattr(materials, "__len__") or len(materials) < 2:
+            raise ValueError(f"{argument} must be a sequence of at least two materials (Material objects or names "
+                             f"from {', '.join(names())}); got {materials!r}")
+        mats = tuple(get(m, f"{argument}[{i}]") for i, m in enumerate(materials))
+        for i, m in enumerate(mats[1:], start=1):
+            if m._log_k.shape != mats[0]._log_k.shape or not np.allclose(m._log_k, mats[0]._log_k, rtol=0, atol=1e-12):
+                raise ValueError(f"{argument}[{i}] ({m.name}) is tabulated on another kinetic-energy grid than "
+                                 f"{argument}[0] ({mats[0].name}); a Blend needs one grid (tabulate both with "
+                                 "ppl_bmc.materials.custom or the package's tables)")
+        self.materials = mats
+
+    @property
+    def reference(self) -> Material:
+        return self.materials[0]
+
+    def __len__(self):
+        return len(self.materials)
+
+    def __eq__(self, other):
+        return isinstance(other, Blend) and other.materials == self.materials
+
+    def __hash__(self):
+        return hash(("Blend",) + self.materials)
+
+    def __repr__(self):
+        return f"Blend({', '.join(m.name for m in self.materials)})"
 
 
 @lru_cache(maxsize=1)

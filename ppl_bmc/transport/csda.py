@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+from ppl_bmc.physics.materials import Blend
 from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy
 from ppl_bmc.transport.kernel import Kernel
 from ppl_bmc.transport.muon import (
@@ -40,6 +41,7 @@ from ppl_bmc.transport.muon import (
     deflection,
     energy_at,
     sky_log_weight,
+    transport_paths,
 )
 from ppl_bmc.transport.paths import FieldPath, Path
 
@@ -51,7 +53,8 @@ class MuonKernel(Kernel):
     """One muon from a detector along ``path`` to the sky (a :class:`~ppl_bmc.transport.Kernel`).
 
     Static fields: the :class:`~ppl_bmc.transport.paths.Path`, the energy-loss ``material``
-    (:class:`~ppl_bmc.physics.materials.Material`), the ``sky_flux`` (a callable of (K GeV,
+    (:class:`~ppl_bmc.physics.materials.Material`, or a
+    :class:`~ppl_bmc.physics.materials.Blend` with a path whose grammages are per material), the ``sky_flux`` (a callable of (K GeV,
     cos zenith) → GeV⁻¹ m⁻² s⁻¹ sr⁻¹), the highest detector-side energy ``k_max`` (GeV), and
     whether to include ``decay`` and ``scattering``, and how detector-side energies are drawn
     (``energy``, an :class:`~ppl_bmc.transport.energy.EnergySampling`: by default from the
@@ -75,6 +78,10 @@ class MuonKernel(Kernel):
         if not isinstance(self.energy, EnergySampling):
             raise ValueError(f"energy must be a ppl_bmc.transport.energy.EnergySampling (e.g. LineOfSightEnergy()), "
                              f"got {self.energy!r}")
+        composed = getattr(self.path, "composed", False)
+        if composed != isinstance(self.material, Blend):
+            raise ValueError(f"material {self.material!r} does not match the path: a Composition field needs its Blend "
+                             "of materials, any other path one Material")
         if self.scattering:
             if not self.path.scatters:
                 raise ValueError(f"multiple scattering is not available on a {type(self.path).__name__}")
@@ -103,7 +110,10 @@ class MuonKernel(Kernel):
         return self.path.segment(state.position, state.direction, params, state.grammages, k)
 
     def _deflection(self, energy, position, params, u):
-        return deflection(self.path.scattering_grammage(position, params), energy.transport_path, u)
+        g = self.path.scattering_grammage(position, params)
+        if isinstance(self.material, Blend):  # the materials' variances add: Σ g_m/λ_m(K)
+            return deflection(jnp.sum(g / transport_paths(self.material, energy), axis=-1), 1.0, u)
+        return deflection(g, energy.transport_path, u)
 
     def advance(self, state, seg, params, ctx, u, k):
         grammage, length, ok = seg

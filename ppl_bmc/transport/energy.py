@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl_bmc import _checks
+from ppl_bmc.physics.materials import Blend
 from ppl_bmc.transport.muon import csda_advance, energy_at, sample_energy, sky_log_weight
 
 __all__ = ["Line", "EnergySampling", "LogUniformEnergy", "LineOfSightEnergy"]
@@ -98,8 +99,12 @@ class LineOfSightEnergy(EnergySampling):
         unit ln K at the detector behind ``line`` (CSDA, no scattering)."""
         k = jnp.exp(t)
         along = lambda v: None if v is None else jnp.broadcast_to(jnp.asarray(v, t.dtype)[..., None], t.shape)
-        energy, log_w = csda_advance(material, energy_at(material, k), along(line.grammage), along(line.length),
-                                     decay=decay)
+        if isinstance(material, Blend):  # (M,) per material: the line crossed as one step, materials in turn
+            g = jnp.asarray(line.grammage, t.dtype)
+            grammage = jnp.broadcast_to(g[..., None, :], t.shape + g.shape[-1:])
+        else:
+            grammage = along(line.grammage)
+        energy, log_w = csda_advance(material, energy_at(material, k), grammage, along(line.length), decay=decay)
         return t + log_w + sky_log_weight(sky_flux, material, energy, along(line.cos_zenith))
 
     def sample(self, u, k_min, k_max, material, sky_flux, line, *, decay):

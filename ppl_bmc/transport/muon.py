@@ -14,6 +14,12 @@ at the exit energy and zenith.  Energies beyond the table's top (1e9 GeV; the fl
 < 1e-20 of its value at 1 GeV) get weight 0 — a log-weight of ``-inf`` whose *gradient* stays
 finite (double ``where``).
 
+Scenes of several materials (a :class:`~ppl_bmc.physics.materials.Blend`): a step's grammage is
+a vector with one entry per material (trailing axis), crossed in turn as CSDA sub-steps; the
+walk keeps its energy as a CSDA range in the blend's reference material.  All the blend's tables
+share one kinetic-energy grid, so a position on that grid (index and fraction, found by one
+search) reads every material's columns at once: a sub-step costs one table search.
+
 Units: GeV (energies), kg/m² (grammages, ranges, transport paths), m (lengths), rad (angles).
 """
 
@@ -26,9 +32,10 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
 from ppl_bmc.physics.constants import MUON_CTAU, MUON_MASS
+from ppl_bmc.physics.materials import Blend
 
 __all__ = ["MuonEnergy", "MuonState", "sample_energy", "energy_at", "energy_at_range", "csda_advance",
-           "csda_retreat", "decay_log_weight", "deflection", "sky_log_weight"]
+           "csda_retreat", "decay_log_weight", "deflection", "sky_log_weight", "transport_paths"]
 
 
 class MuonEnergy(NamedTuple):
@@ -68,15 +75,67 @@ def sample_energy(u, k_min, k_max):
     return k, jnp.log(k * log_ratio)
 
 
+def _reference(material):
+    """The material whose CSDA range holds a walk's energy (a :class:`Blend`'s reference)."""
+    return material.reference if isinstance(material, Blend) else material
+
+
 def energy_at_range(material, grammage):
-    """The :class:`MuonEnergy` at CSDA range ``grammage`` (kg/m²) of ``material``, clipped to its table."""
+    """The :class:`MuonEnergy` at CSDA range ``grammage`` (kg/m²) of ``material`` (a blend's
+    reference), clipped to its table."""
+    material = _reference(material)
     r = jnp.clip(grammage, material.r_min, material.r_max)
     return MuonEnergy(r, *material.columns_at_range(r))
 
 
 def energy_at(material, kinetic_energy):
     """The :class:`MuonEnergy` of muons of kinetic energy K (GeV) in ``material``."""
+    material = _reference(material)
     return energy_at_range(material, material.interp(kinetic_energy, material._log_k, material._log_r))
+
+
+def _grid_position(log_table, log_x):
+    """``(i, t)``: where ``log_x`` falls in the increasing column ``log_table`` (index of the
+    node below, clipped to the table, and the fraction to the next node)."""
+    xp = jnp.asarray(log_table, log_x.dtype)
+    i = jnp.clip(jnp.searchsorted(xp, log_x) - 1, 0, xp.shape[0] - 2)
+    return i, (log_x - xp[i]) / (xp[i + 1] - xp[i])
+
+
+def _column(column, i, t):
+    c = jnp.asarray(column, t.dtype)
+    return c[i] + t * (c[i + 1] - c[i])
+
+
+def _energy_on_grid(material, i, t):
+    """The :class:`MuonEnergy` (ranges in ``material``) at grid position ``(i, t)``."""
+    return MuonEnergy(jnp.exp(_column(material._log_r, i, t)), jnp.exp(_column(material._log_k, i, t)),
+                      _column(material._log_s, i, t), _column(material._proper, i, t),
+                      jnp.exp(_column(material._log_t, i, t)))
+
+
+def _blend_walk(blend, energy, grammages, sign):
+    """Sub-steps through ``grammages`` (..., M) of the blend's materials, in order (``sign=+1``,
+    backward transport: ranges grow) or undone in reverse order (``sign=-1``): ``(new energy,
+    Σ Δlog S, Σ Δproper (kg/m²), within the tables)``."""
+    i, t = _grid_position(blend.reference._log_r, jnp.log(energy.csda_range))
+    log_jacobian, proper, ok = 0.0, 0.0, True
+    order = range(len(blend)) if sign > 0 else reversed(range(len(blend)))
+    for m in order:
+        mat = blend.materials[m]
+        log_s, prop = _column(mat._log_s, i, t), _column(mat._proper, i, t)
+        r = jnp.exp(_column(mat._log_r, i, t)) + sign * grammages[..., m]
+        ok = ok & (r <= mat.r_max)
+        i, t = _grid_position(mat._log_r, jnp.log(jnp.clip(r, mat.r_min, mat.r_max)))
+        log_jacobian = log_jacobian + _column(mat._log_s, i, t) - log_s
+        proper = proper + _column(mat._proper, i, t) - prop
+    return _energy_on_grid(blend.reference, i, t), log_jacobian, proper, ok
+
+
+def transport_paths(blend, energy):
+    """The transport paths λ_m(K) (kg/m², (..., M)) of every material of ``blend`` at ``energy``."""
+    i, t = _grid_position(blend.reference._log_r, jnp.log(energy.csda_range))
+    return jnp.stack([jnp.exp(_column(m._log_t, i, t)) for m in blend.materials], axis=-1)
 
 
 def decay_log_weight(material, proper_before, proper_after, grammage, length_m, kinetic_energy):
@@ -103,8 +162,16 @@ def csda_advance(material, energy, grammage, length_m, *, decay: bool):
     its nominal density): ``(new energy, log_w)``.
 
     ``log_w`` is the Jacobian ``log S(K') − log S(K)`` plus, with ``decay``, the survival
-    probability; ``-inf`` when the range leaves the table's top.
+    probability; ``-inf`` when the range leaves the table's top.  A :class:`Blend`: ``grammage``
+    (..., M), one sub-step per material in order (the Jacobians multiply; the decay uses the
+    step's total grammage and proper grammage).
     """
+    if isinstance(material, Blend):
+        new, log_w, proper, ok = _blend_walk(material, energy, grammage, 1.0)
+        if decay:
+            log_w = log_w + decay_log_weight(material.reference, 0.0, proper, jnp.sum(grammage, axis=-1), length_m,
+                                             new.kinetic_energy)
+        return new, jnp.where(ok, log_w, -jnp.inf)
     r_new = energy.csda_range + grammage
     new = energy_at_range(material, r_new)
     log_w = new.log_stopping - energy.log_stopping
@@ -115,7 +182,10 @@ def csda_advance(material, energy, grammage, length_m, *, decay: bool):
 
 
 def csda_retreat(material, energy, grammage):
-    """The inverse of :func:`csda_advance`: the energy before a step of ``grammage`` kg/m²."""
+    """The inverse of :func:`csda_advance`: the energy before a step of ``grammage`` kg/m²
+    (a :class:`Blend`'s (..., M), undone in reverse order)."""
+    if isinstance(material, Blend):
+        return _blend_walk(material, energy, grammage, -1.0)[0]
     return energy_at_range(material, energy.csda_range - grammage)
 
 
@@ -123,7 +193,8 @@ def deflection(grammage, transport_path, u):
     """Projected multiple-scattering angle (rad) over ``grammage`` kg/m² at transport path
     ``transport_path`` kg/m², from a uniform ``u``: ``√(grammage/λ)·z`` with z standard normal
     (the small-angle variance s/λ₁ of one projection); 0, with a finite gradient, where the
-    grammage is 0 (open sky)."""
+    grammage is 0 (open sky).  Several materials: pass ``Σ g_m/λ_m`` and ``transport_path=1``
+    (the variances add: 1/λ₁ is additive per unit mass)."""
     matter = grammage > 0
     width = jnp.where(matter, jnp.sqrt(jnp.where(matter, grammage, 1.0) / transport_path), 0.0)
     return width * ndtri(jnp.clip(u, 1e-7, 1 - 1e-7))
@@ -132,6 +203,6 @@ def deflection(grammage, transport_path, u):
 def sky_log_weight(sky_flux, material, energy, cos_zenith, ok=True):
     """log of the open-sky flux (GeV⁻¹ m⁻² s⁻¹ sr⁻¹) at the exit energy and ``cos_zenith``;
     ``-inf`` where not ``ok``, below the horizon or beyond the table's top."""
-    ok = ok & (energy.csda_range < material.r_max) & (cos_zenith > 0)
+    ok = ok & (energy.csda_range < _reference(material).r_max) & (cos_zenith > 0)
     flux = sky_flux(jnp.where(ok, energy.kinetic_energy, 1.0), jnp.where(ok, cos_zenith, 1.0))
     return jnp.where(ok, jnp.log(flux), -jnp.inf)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl_bmc import _checks
+from ppl_bmc.geometry.composition import Composition
 from ppl_bmc.geometry.field import Field
 from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.physics.constants import MWE
@@ -155,6 +156,10 @@ class FieldPath(Path):
     <ppl_bmc.geometry.field.Field.step_integrals>`: one sort of the whole ray's breakpoints)
     and step k reads its opacity from that (:meth:`trace`); the same numbers to float rounding
     as integrating every step, and the line-of-sight energy proposal reuses them.
+
+    A :class:`~ppl_bmc.geometry.composition.Composition` field: every grammage is a vector
+    ``(M,)`` with one entry per material (the kernel's material is then the field's
+    :class:`~ppl_bmc.physics.materials.Blend`).
     """
 
     field: Field
@@ -184,14 +189,26 @@ class FieldPath(Path):
             raise ValueError(f"n_steps={n_steps} does not match the FieldPath's n_steps={self.n_steps} (its walks are "
                              "traced once for that many steps): walk the same number, or build FieldPath(n_steps=None)")
 
+    @property
+    def composed(self) -> bool:
+        """Whether the field holds several materials (grammages are vectors (M,))."""
+        return isinstance(self.field, Composition)
+
+    def _integrate(self, position, direction, t0, t1, params, max_span=None):
+        if self.composed:
+            return self.field.part_integrals(position, direction, t0, t1, params, max_span)
+        return self.field.integrate(position, direction, t0, t1, params, max_span)
+
     def trace(self, position, direction, params):
         if self.n_steps is None:
             return None
+        if self.composed:
+            return self.field.part_step_integrals(position, direction, self.step_m, self.n_steps, params)
         return self.field.step_integrals(position, direction, self.step_m, self.n_steps, params)
 
     def segment(self, position, direction, params, grammages=None, k=None):
         if grammages is None:
-            x = self.field.integrate(position, direction, 0.0, self.step_m, params, max_span=self.step_m)
+            x = self._integrate(position, direction, 0.0, self.step_m, params, max_span=self.step_m)
         else:
             x = grammages[k - 1]
         t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
@@ -204,9 +221,9 @@ class FieldPath(Path):
     def line(self, position, direction, params, ctx, grammages=None):
         t_in, t_out = box_interval(position, direction, self.field.lower, self.field.upper)
         if grammages is None:
-            x = self.field.integrate(position, direction, t_in, t_out, params)
+            x = self._integrate(position, direction, t_in, t_out, params)
         else:  # the steps cover the line (n_steps is checked to take every ray out)
-            x = jnp.sum(grammages)
+            x = jnp.sum(grammages, axis=0)
         return Line(x, t_out - t_in, direction[-1])
 
     def exit(self, position, direction, ctx):
@@ -216,7 +233,10 @@ class FieldPath(Path):
     def scattering_grammage(self, position, params):
         """``ρ(position)·step_m``: the density at the step's end stands for the step (the medium
         at the particle's position, as PUMAS's locally uniform media; accurate where steps are
-        short against the density's structure).  0 outside the field's box (open sky)."""
+        short against the density's structure).  0 outside the field's box (open sky).  A
+        :class:`~ppl_bmc.geometry.composition.Composition`: one per material, (M,)."""
+        if self.composed:
+            return self.field.partials(position, params) * self.step_m
         return self.field.density(position, params) * self.step_m
 
     def turn(self, direction, angle, ctx):
