@@ -24,7 +24,8 @@ import numpy as np
 
 from ppl_bmc import _checks
 from ppl_bmc.geometry.field import Field
-from ppl_bmc.geometry.rays import integrate_pieces, integrate_steps
+from ppl_bmc.geometry.rays import integrate_pieces, integrate_steps, voxel_walk_steps
+from ppl_bmc.geometry.voxels import VoxelGrid
 from ppl_bmc.physics.materials import Blend
 
 __all__ = ["Composition"]
@@ -97,6 +98,10 @@ class Composition(Field):
         """Partial densities (kg/m³) of the materials at positions ``(..., D)``: ``(..., M)``;
         0 outside the box."""
         position = jnp.asarray(position)
+        grid = self._one_grid
+        if grid is not None:  # one voxel look-up for every material
+            parts = grid.value(position, self._voxel_partials(params))
+            return jnp.where(self.inside(position)[..., None], parts, 0.0)
         rho, fractions = self._split(params)
         f = [field.density(position, q) for field, q in zip(self.fractions, fractions)]
         f = f + [1.0 - sum(f)]
@@ -111,6 +116,9 @@ class Composition(Field):
         return jnp.sum(self.partials(position, params), axis=-1)
 
     def breakpoints(self, p, d, t0, t1, params, max_span=None):
+        grid = self._one_grid
+        if grid is not None:  # the fields share their voxel faces
+            return grid.breakpoints(p, d, t0, t1, None, max_span)
         rho, fractions = self._split(params)
         cuts = [f.breakpoints(p, d, t0, t1, q, max_span) for f, q in zip(self.fractions, fractions)]
         if self.density_field is not None:
@@ -122,18 +130,41 @@ class Composition(Field):
         ``t ∈ [t0, t1]`` (m): the ray integrals of the partial densities (exact for
         piecewise-constant fractions and densities, as :meth:`Field.integrate`)."""
         breaks = self.breakpoints(p, d, t0, t1, params, max_span)
-        return jnp.stack([integrate_pieces(self._part_at(p, d, params, m), breaks, t0, t1, self.n_nodes, self.n_sub)
-                          for m in range(len(self.materials))], axis=-1)
+        return integrate_pieces(self._parts_at(p, d, params), breaks, t0, t1, self.n_nodes, self.n_sub)
 
     def part_step_integrals(self, p, d, step_m, n_steps: int, params):
         """Grammages (kg/m², ``(n_steps, M)``) of each material over the consecutive steps
         ``[k·step_m, (k+1)·step_m]`` of the ray (see :meth:`Field.step_integrals`)."""
+        grid = self._one_grid
+        if grid is not None:  # piecewise constant on one grid: walk its faces once for every material
+            return voxel_walk_steps(self._voxel_partials(params), p, d, grid.lower, grid.voxel_size, step_m, n_steps)
         breaks = self.breakpoints(p, d, 0.0, step_m * n_steps, params)
-        return jnp.stack([integrate_steps(self._part_at(p, d, params, m), breaks, step_m, n_steps, self.n_nodes,
-                                          self.n_sub) for m in range(len(self.materials))], axis=-1)
+        return integrate_steps(self._parts_at(p, d, params), breaks, step_m, n_steps, self.n_nodes, self.n_sub)
 
-    def _part_at(self, p, d, params, m):
-        return lambda t: self.partials(p + t[..., None] * d, params)[..., m]
+    @property
+    def _one_grid(self):
+        """The common grid when every field is a piecewise-constant :class:`VoxelGrid` on the same
+        voxels, without a fixed scale (the fast path: one walk, one look-up), else ``None``."""
+        grids = self._fields
+        first = grids[0]
+        same = all(isinstance(g, VoxelGrid) and not g.smooth and g.scale is None and g.lower == first.lower
+                   and g.upper == first.upper and g.shape == first.shape for g in grids)
+        return first if same else None
+
+    def _voxel_partials(self, params):
+        """Partial densities per voxel, ``grid.shape + (M,)`` (kg/m³), on the common grid."""
+        rho, fractions = self._split(params)
+        f = [field._values(q) for field, q in zip(self.fractions, fractions)]
+        f = f + [1.0 - sum(f)]
+        if self.density_field is None:
+            return jnp.stack([fm * m.density for fm, m in zip(f, self.materials)], axis=-1)
+        total = self.density_field._values(rho)
+        return jnp.stack([fm * total for fm in f], axis=-1)
+
+    def _parts_at(self, p, d, params):
+        """The partial densities (..., M) at distances (...) along ``p + t·d``: one pass over
+        the pieces of a ray serves every material."""
+        return lambda t: self.partials(p + t[..., None] * d, params)
 
     def params_shape(self):
         shapes = tuple(f.params_shape() for f in self.fractions)

@@ -134,7 +134,8 @@ def grid_crossings_near(p, d, t0, lower, size, counts, max_span, t_default):
 
 def _pieces(density_at, t, n_nodes: int, n_sub: int):
     """``(integrals, midpoints)`` of the pieces between consecutive sorted distances ``t`` (each
-    cut into ``n_sub`` equal parts, ``n_nodes`` Gauss-Legendre nodes per part): 1-D arrays."""
+    cut into ``n_sub`` equal parts, ``n_nodes`` Gauss-Legendre nodes per part): ``(n,)`` and, for
+    a density with trailing axes (several partial densities at once), ``(n, ...)``."""
     a, b = t[:-1], t[1:]
     if n_sub > 1:
         f = jnp.linspace(0.0, 1.0, n_sub + 1, dtype=t.dtype)
@@ -142,7 +143,10 @@ def _pieces(density_at, t, n_nodes: int, n_sub: int):
     x, w = np.polynomial.legendre.leggauss(n_nodes)
     half, mid = 0.5 * (b - a), 0.5 * (a + b)
     nodes = mid[:, None] + half[:, None] * jnp.asarray(x, t.dtype)
-    return jnp.sum(half[:, None] * jnp.asarray(w, t.dtype) * density_at(nodes), axis=-1), mid
+    values = density_at(nodes)
+    weights = half[:, None] * jnp.asarray(w, t.dtype)
+    weights = weights.reshape(weights.shape + (1,) * (values.ndim - 2))
+    return jnp.sum(weights * values, axis=1), mid
 
 
 def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
@@ -150,25 +154,26 @@ def integrate_pieces(density_at, breaks, t0, t1, n_nodes: int, n_sub: int = 1):
 
     The interval is cut at the breakpoints that fall inside it, each piece into ``n_sub``
     equal parts, and each part integrated with ``n_nodes`` Gauss-Legendre nodes.
-    ``density_at`` maps distances of any shape to densities of the same shape.
+    ``density_at`` maps distances of any shape to densities of the same shape (or with trailing
+    axes: several densities integrated at once, an integral per trailing entry).
     """
     t = jnp.sort(jnp.concatenate([jnp.stack([t0, t1]), jnp.clip(breaks, t0, t1)]))
-    return jnp.sum(_pieces(density_at, t, n_nodes, n_sub)[0])
+    return jnp.sum(_pieces(density_at, t, n_nodes, n_sub)[0], axis=0)
 
 
 def integrate_steps(density_at, breaks, step, n_steps: int, n_nodes: int, n_sub: int = 1):
     """``(n_steps,)`` integrals of ρ over the consecutive steps ``[k·step, (k+1)·step]`` of a ray
     (k = 0 … n_steps − 1), from one sort of its ``breaks`` and the step boundaries: each piece
     between sorted distances lies in one step and is summed into it (no differences of large
-    running sums).  Same rule as :func:`integrate_pieces` within each step.  ``step`` in m,
-    ``n_steps`` static."""
+    running sums).  Same rule as :func:`integrate_pieces` within each step (trailing axes of
+    the density too: ``(n_steps, ...)``).  ``step`` in m, ``n_steps`` static."""
     dt = jnp.result_type(breaks, step)
     end = step * n_steps
     bounds = step * jnp.arange(n_steps + 1, dtype=dt)
     t = jnp.sort(jnp.concatenate([bounds, jnp.clip(breaks, 0.0, end)]))
     pieces, mid = _pieces(density_at, t, n_nodes, n_sub)
     which = jnp.clip(jnp.floor(mid / step), 0, n_steps - 1).astype(jnp.int32)
-    return jnp.zeros(n_steps, pieces.dtype).at[which].add(pieces)
+    return jnp.zeros((n_steps,) + pieces.shape[1:], pieces.dtype).at[which].add(pieces)
 
 
 def voxel_walk_steps(values, p, d, lower, size, step, n_steps: int, extra=None, factor=None):
@@ -177,7 +182,8 @@ def voxel_walk_steps(values, p, d, lower, size, step, n_steps: int, extra=None, 
     fixed-bound DDA walk: no sort of the grid's planes).  Same numbers as
     :func:`integrate_steps` over the grid's planes, to float rounding.
 
-    ``values``: densities (kg/m³), z first (``(n_z, n_x)`` or ``(n_z, n_y, n_x)``); ``lower``,
+    ``values``: densities (kg/m³), z first (``(n_z, n_x)`` or ``(n_z, n_y, n_x)``), or with
+    trailing axes (several densities walked at once: ``(n_steps, ...)`` integrals); ``lower``,
     ``size``: the grid's corner and voxel edge lengths per position axis (m, static sequences);
     ``step`` m; ``n_steps`` static.  ``extra``: optional sorted 1-D array ``(m,)`` of more
     distances (m) where the walk must cut (e.g. where the ray crosses a terrain surface), and
@@ -206,7 +212,8 @@ def _walk(grid, values, p, d, step, extra, factor, accumulate: bool):
     ``(voxel, step, factor × length)``, each ``(n_events,)``."""
     lower, size, n_steps = grid
     dt = jnp.result_type(p, d, step)
-    counts = np.asarray(values.shape[::-1])
+    channels = values.shape[len(lower):]  # several densities walked at once (trailing axes)
+    counts = np.asarray(values.shape[:len(lower)][::-1])
     lo, size = jnp.asarray(lower, dt), jnp.asarray(size, dt)
     hi = lo + size * jnp.asarray(counts, dt)
     inv, parallel = _safe_inverse(d)
@@ -219,7 +226,7 @@ def _walk(grid, values, p, d, step, extra, factor, accumulate: bool):
     cell = jnp.clip(jnp.floor((p + t_in * d - lo) / size).astype(jnp.int32), 0, last)
     up = d >= 0
     move = jnp.where(up, 1, -1)
-    flat = jnp.reshape(values, -1)
+    flat = jnp.reshape(values, (-1,) + channels)
     strides = jnp.asarray([int(np.prod(counts[:a])) for a in range(len(counts))], jnp.int32)
     n_extra = extra.shape[0]
 
@@ -249,14 +256,16 @@ def _walk(grid, values, p, d, step, extra, factor, accumulate: bool):
     k0 = jnp.minimum(jnp.floor(t_in / step).astype(jnp.int32), n_steps - 1)
     # faces crossed + extra cuts + step boundaries + the last piece, with room for rounding
     n_events = int(counts.sum()) + n_extra + n_steps + 1
-    carry = (t_in, cell, k0, jnp.zeros((), jnp.int32), jnp.zeros(n_steps, values.dtype))
+    carry = (t_in, cell, k0, jnp.zeros((), jnp.int32), jnp.zeros((n_steps,) + channels, values.dtype))
     (*_, acc), pieces = lax.scan(event, carry, None, length=n_events)
     return acc if accumulate else pieces
 
 
-def _sum_pieces(values, pieces, n_steps):
+def _sum_pieces(grid, values, pieces):
     voxel, k, length = pieces
-    return jnp.zeros(n_steps, values.dtype).at[k].add(jnp.reshape(values, -1)[voxel] * length)
+    channels = values.shape[len(grid[0]):]
+    length = length.reshape(length.shape + (1,) * len(channels))
+    return jnp.zeros((grid[2],) + channels, values.dtype).at[k].add(jnp.reshape(values, (-1,) + channels)[voxel] * length)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -270,9 +279,9 @@ def _walk_sum_jvp(grid, primals, tangents):
         pieces = _walk(grid, *primals, accumulate=False)
         dv = tangents[0]
         dv = jnp.zeros_like(values) if type(dv) is SymbolicZero else dv
-        return _sum_pieces(values, pieces, grid[2]), _sum_pieces(dv, pieces, grid[2])
+        return _sum_pieces(grid, values, pieces), _sum_pieces(grid, dv, pieces)
     tangents = tuple(jnp.zeros_like(x) if type(t) is SymbolicZero else t for x, t in zip(primals, tangents))
-    through = lambda *a: _sum_pieces(a[0], _walk(grid, *a, accumulate=False), grid[2])
+    through = lambda *a: _sum_pieces(grid, a[0], _walk(grid, *a, accumulate=False))
     return jax.jvp(through, primals, tangents)
 
 
