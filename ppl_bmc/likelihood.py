@@ -33,7 +33,6 @@ from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.geometry.scene import Scene
 from ppl_bmc.geometry.terrain import HeightMap
 from ppl_bmc.telescope import Telescope
-from ppl_bmc.physics.materials import Blend
 from ppl_bmc.transport.csda import MuonKernel
 from ppl_bmc.transport.paths import FieldPath
 
@@ -47,8 +46,24 @@ def exit_lengths(scene, detectors, n_grid: int = _EXIT_GRID):
     """Straight-line lengths (m) from each detector to the scene's boundary on a grid of
     ``n_grid`` directions per bin axis (cell centres, uniform in the sampling measure):
     array ``(C, n_grid**A)``."""
+    return _exits_on(scene, detectors, (np.arange(n_grid) + 0.5) / n_grid)
+
+
+def _longest_exit(scene, detectors, n_grid: int = _EXIT_GRID):
+    """An upper estimate (m) of the longest straight line from a detector to the scene's boundary
+    within any of its bins.  The lengths are taken on a grid that includes the bins' edges (where
+    the longest usually is), plus the largest change between neighbouring grid directions: a box
+    corner between two of them puts a peak there that the grid misses by less than that."""
+    n_axes = readings(detectors)["lo"].shape[1]
+    t = _exits_on(scene, detectors, np.linspace(0.0, 1.0, n_grid + 1))
+    t = t.reshape((t.shape[0],) + (n_grid + 1,) * n_axes)
+    jump = max(float(np.max(np.abs(np.diff(t, axis=a)))) for a in range(1, n_axes + 1))
+    return float(t.max()) + jump
+
+
+def _exits_on(scene, detectors, f):
+    """Exit lengths (m) on the grid of bin fractions ``f`` per axis: ``(C, len(f)**A)``."""
     r = readings(detectors)
-    f = (np.arange(n_grid) + 0.5) / n_grid
     grids = np.stack(np.meshgrid(*([f] * r["lo"].shape[1]), indexing="ij"), axis=-1).reshape(-1, r["lo"].shape[1])
     shape = (len(r["lo"]), len(grids))
     tent = np.broadcast_to(r["tent"][:, None], shape)
@@ -161,9 +176,6 @@ def expected_counts(
         if scene.scattering:
             raise ValueError("scene.scattering=True needs method='bmc': the quadrature follows straight lines "
                              "(or build the Scene with scattering=False)")
-        if isinstance(scene.material, Blend):
-            raise ValueError(f"a Composition scene ({scene.material!r}) needs method='bmc': the quadrature's flux "
-                             "tables hold one material")
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
         if scene.field.affine:  # opacities are c + J·params: tabulate the sparse J once
             dtype = jnp.dtype(jnp.result_type(*jax.tree_util.tree_leaves(params))).name
@@ -188,15 +200,15 @@ def _check_steps(scene, dets, n_steps):
     """BMC steps: the fewest that take every ray out of the scene (``n_steps=None``; with
     scattering, :data:`SCATTERING_STEP_MARGIN` more), else ``n_steps`` checked to be enough
     for the straight rays."""
-    exits = exit_lengths(scene, dets)
+    longest = _longest_exit(scene, dets)
     if n_steps is None:
-        straight = max(1, math.ceil(float(exits.max()) * (1 + 1e-6) / scene.step_m))
+        straight = max(1, math.ceil(longest * (1 + 1e-6) / scene.step_m))
         return math.ceil(straight * SCATTERING_STEP_MARGIN) + 2 if scene.scattering else straight
     reach = n_steps * scene.step_m
-    inside = float(np.mean(exits > reach - 1e-3))
-    if inside > 0:
-        need = math.ceil(float(exits.max()) / scene.step_m) + 1
-        raise ValueError(f"n_steps={n_steps} is too small: {inside:.1%} of the particles would still be inside "
-                         f"the scene after n_steps × step_m = {reach:g} m (the longest ray is "
-                         f"{float(exits.max()):g} m); use n_steps >= {need} or n_steps=None")
+    if longest > reach - 1e-3:
+        inside = float(np.mean(exit_lengths(scene, dets) > reach - 1e-3))
+        need = math.ceil(longest * (1 + 1e-6) / scene.step_m)
+        raise ValueError(f"n_steps={n_steps} is too small: rays of up to {longest:g} m cross the scene, more than "
+                         f"n_steps × step_m = {reach:g} m ({inside:.1%} of the particles would still be inside "
+                         f"after the last step, and count for nothing); use n_steps >= {need} or n_steps=None")
     return n_steps

@@ -6,6 +6,11 @@ the muon kernel's physics on 512 nodes in ln K) is tabulated once per (zenith, t
 opacities and interpolated (cubic Hermite in log F and log(1 + X/1 m.w.e.), relative error
 < 1e-5), so fits pay for the ray integrals only.  The decay weight assumes the material's
 nominal density along the ray (the decay is < 1e-3 in rock).
+
+A scene of several materials (a :class:`~ppl_bmc.geometry.composition.Composition`): each ray's
+threshold energy is carried backward through its pieces in order, each material by its own
+tables, and the ray counts as the reference material's opacity that needs the same energy at the
+sky (:func:`_ray_equivalent_opacity`) — the integrated CSDA flux depends on nothing else.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import numpy as np
 
 from ppl_bmc.detectors import readings
 from ppl_bmc.geometry.rays import box_interval, line_direction
+from ppl_bmc.physics.materials import Blend
 from ppl_bmc.telescope import tent_nodes
 from ppl_bmc.transport.csda import straight_line_flux
+from ppl_bmc.transport.muon import csda_advance, energy_at
 
 __all__ = ["directions", "flux_table", "interpolate_flux", "geometry", "path_lengths", "counts"]
 
@@ -118,6 +125,27 @@ def _ray_opacity(field, p, d, params):
     return field.integrate(p, d, t_in, t_out, params)
 
 
+#: Parts each piece of a ray through a Composition is cut into for the deterministic transport:
+#: within a piece the materials are crossed by symmetric splitting, second order in the piece's
+#: energy loss (measured on 25 m × 8 m voxels of rock-water mixtures: 5e-4 off the converged
+#: counts with whole pieces, 3e-5 with 4 parts).
+BLEND_PIECE_PARTS = 4
+
+
+def _ray_equivalent_opacity(field, blend, p, d, params, k_min):
+    """The opacity (kg/m²) of the blend's reference material that a ray through a
+    :class:`~ppl_bmc.geometry.composition.Composition` is worth: the threshold ``k_min`` (GeV)
+    carried backward through the ray's pieces in order, each material by its own tables, gives
+    the least energy a muon needs at the sky; the reference material's range to it, less its
+    range at ``k_min``.  Exact for the flux (the integral of the sky flux above that energy)
+    up to the decay weight, which the tables take at the reference's nominal density."""
+    t_in, t_out = box_interval(p, d, field.lower, field.upper)
+    start = energy_at(blend, k_min)
+    step = lambda energy, grammages: (csda_advance(blend, energy, grammages, None, decay=False)[0], None)
+    end, _ = jax.lax.scan(step, start, field.part_pieces(p, d, t_in, t_out, params, BLEND_PIECE_PARTS))
+    return end.csda_range - start.csda_range
+
+
 def _zeros(shape_tree, dtype):
     """Zero params from a field's ``params_shape()`` (a shape, or a tuple of them)."""
     if isinstance(shape_tree, tuple) and all(isinstance(n, (int, np.integer)) for n in shape_tree):
@@ -180,9 +208,14 @@ def counts(scene, params, geom, rows, dtype):
 
         flat = ravel_pytree(params)[0]
         opacity = geom["offset"] + jnp.sum(geom["lengths"] * flat[geom["cols"]], axis=-1)
+    elif isinstance(scene.material, Blend):  # several materials: the reference's equivalent opacity
+        k_min = jnp.asarray(np.asarray(rows, dtype=float)[:, 1], dtype)[geom["index"]]
+        ray = lambda p, d, k: _ray_equivalent_opacity(field, scene.material, p, d, params, k)
+        opacity = jax.vmap(jax.vmap(ray))(geom["origin"], geom["dirs"], k_min)
     else:
         opacity = jax.vmap(jax.vmap(lambda p, d: _ray_opacity(field, p, d, params)))(geom["origin"], geom["dirs"])
     # one flux table per distinct (cos zenith, threshold): rays share them
-    table = flux_table(scene.material, scene.sky, rows, scene.k_max, scene.decay, jnp.dtype(dtype).name)
+    material = scene.material.reference if isinstance(scene.material, Blend) else scene.material
+    table = flux_table(material, scene.sky, rows, scene.k_max, scene.decay, jnp.dtype(dtype).name)
     flux = interpolate_flux(table, geom["index"], opacity)
     return jnp.sum(geom["weights"] * flux, axis=1) * geom["scale"]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ppl_bmc import _checks
 from ppl_bmc.geometry.field import Field
-from ppl_bmc.geometry.rays import integrate_pieces, integrate_steps, voxel_walk_steps
+from ppl_bmc.geometry.rays import _pieces, integrate_pieces, integrate_steps, voxel_walk_steps
 from ppl_bmc.geometry.voxels import VoxelGrid
 from ppl_bmc.physics.materials import Blend
 
@@ -131,6 +131,15 @@ class Composition(Field):
         piecewise-constant fractions and densities, as :meth:`Field.integrate`)."""
         breaks = self.breakpoints(p, d, t0, t1, params, max_span)
         return integrate_pieces(self._parts_at(p, d, params), breaks, t0, t1, self.n_nodes, self.n_sub)
+
+    def part_pieces(self, p, d, t0, t1, params, n_sub: int = 1):
+        """Grammages (kg/m², ``(n_pieces, M)``) of each material on the consecutive pieces of the
+        segment ``p + t·d``, ``t ∈ [t0, t1]``, in order of distance from ``p`` (cut at every
+        breakpoint, each piece into ``n_sub`` equal parts at least; a static number of pieces,
+        those outside the segment empty): what a deterministic transport crosses in turn."""
+        breaks = self.breakpoints(p, d, t0, t1, params)
+        t = jnp.sort(jnp.concatenate([jnp.stack([t0, t1]), jnp.clip(breaks, t0, t1)]))
+        return _pieces(self._parts_at(p, d, params), t, self.n_nodes, max(self.n_sub, n_sub))[0]
 
     def part_step_integrals(self, p, d, step_m, n_steps: int, params):
         """Grammages (kg/m², ``(n_steps, M)``) of each material over the consecutive steps

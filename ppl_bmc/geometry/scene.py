@@ -32,7 +32,7 @@ class Scene:
         standard rock.  The CSDA tables per unit grammage are this material's, scaled nowhere —
         the field's density sets the grammage.  A
         :class:`~ppl_bmc.geometry.composition.Composition` field carries its own materials (each
-        loses energy by its own tables; BMC only): leave ``material`` unset, and the scene's
+        loses energy by its own tables): leave ``material`` unset, and the scene's
         material is their :class:`~ppl_bmc.materials.Blend`.  (A :class:`Mixture` changes the
         density only; its stopping power per kg/m² is this material's.)
     sky : SkyFlux or str

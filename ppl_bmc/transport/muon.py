@@ -15,8 +15,9 @@ at the exit energy and zenith.  Energies beyond the table's top (1e9 GeV; the fl
 finite (double ``where``).
 
 Scenes of several materials (a :class:`~ppl_bmc.physics.materials.Blend`): a step's grammage is
-a vector with one entry per material (trailing axis), crossed in turn as CSDA sub-steps; the
-walk keeps its energy as a CSDA range in the blend's reference material.  All the blend's tables
+a vector with one entry per material (trailing axis), crossed in turn as CSDA sub-steps
+(symmetric splitting: half of each but the last, the last, the halves again); the walk keeps its
+energy as a CSDA range in the blend's reference material.  All the blend's tables
 share one kinetic-energy grid, so a position on that grid (index and fraction, found by one
 search) reads every material's columns at once: a sub-step costs one table search.
 
@@ -115,16 +116,20 @@ def _energy_on_grid(material, i, t):
 
 
 def _blend_walk(blend, energy, grammages, sign):
-    """Sub-steps through ``grammages`` (..., M) of the blend's materials, in order (``sign=+1``,
-    backward transport: ranges grow) or undone in reverse order (``sign=-1``): ``(new energy,
-    Σ Δlog S, Σ Δproper (kg/m²), within the tables)``."""
+    """Sub-steps through ``grammages`` (..., M) of the blend's materials (``sign=+1``, backward
+    transport: ranges grow), or undone (``sign=-1``): ``(new energy, Σ Δlog S, Σ Δproper (kg/m²),
+    within the tables)``."""
     i, t = _grid_position(blend.reference._log_r, jnp.log(energy.csda_range))
     log_jacobian, proper, ok = 0.0, 0.0, True
-    order = range(len(blend)) if sign > 0 else reversed(range(len(blend)))
-    for m in order:
+    # symmetric (Strang) splitting: half of each material's grammage on the way in, the last
+    # material whole, the halves again in reverse order — second order in the step, exact for
+    # a step in one material; undone by the same sequence reversed
+    last = len(blend) - 1
+    order = [(m, 0.5) for m in range(last)] + [(last, 1.0)] + [(m, 0.5) for m in reversed(range(last))]
+    for m, share in (order if sign > 0 else reversed(order)):
         mat = blend.materials[m]
         log_s, prop = _column(mat._log_s, i, t), _column(mat._proper, i, t)
-        r = jnp.exp(_column(mat._log_r, i, t)) + sign * grammages[..., m]
+        r = jnp.exp(_column(mat._log_r, i, t)) + sign * share * grammages[..., m]
         ok = ok & (r <= mat.r_max)
         i, t = _grid_position(mat._log_r, jnp.log(jnp.clip(r, mat.r_min, mat.r_max)))
         log_jacobian = log_jacobian + _column(mat._log_s, i, t) - log_s
