@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import ppl_bmc
+from ppl_bmc.detectors import check_detectors
+from ppl_bmc.likelihood import _check_steps
 from ppl_bmc.geometry import Scene, VoxelGrid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))
@@ -80,8 +82,7 @@ def section_counts(args):
     print(f"{'scene':>16}{'method':>24}{'n_steps':>9}{'fwd ms':>10}{'grad ms':>10}{'grad/fwd':>10}{'grad MiB':>10}")
     for name, (make, rho, dets) in scenes(args.grid2d, args.grid3d).items():
         base = make(None)
-        n0 = ppl_bmc.likelihood.exit_lengths(base, dets).max() / base.step_m
-        n0 = int(np.ceil(n0 * 1.0001))
+        n0 = _check_steps(base, check_detectors(dets, base.ndim), None)  # the default walk length
         fwd, grad = pair(base, dets, rho, method="quadrature")
         t_f, t_g = median_time(fwd, rho, args.repeats), median_time(grad, rho, args.repeats)
         print(f"{name:>16}{'quadrature':>24}{'-':>9}{t_f * 1e3:>10.2f}{t_g * 1e3:>10.2f}{t_g / t_f:>10.2f}"

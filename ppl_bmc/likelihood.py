@@ -19,7 +19,7 @@ the strings with their keywords are shorthand.
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -49,16 +49,33 @@ def exit_lengths(scene, detectors, n_grid: int = _EXIT_GRID):
     return _exits_on(scene, detectors, (np.arange(n_grid) + 0.5) / n_grid)
 
 
-def _longest_exit(scene, detectors, n_grid: int = _EXIT_GRID):
+#: Directions per bin axis (edges included) on which :func:`_longest_exit` looks for the longest ray.
+_LONGEST_GRID = 33
+
+
+@lru_cache(maxsize=64)
+def _longest_exit(scene, detectors, n_grid: int = _LONGEST_GRID):
     """An upper estimate (m) of the longest straight line from a detector to the scene's boundary
     within any of its bins.  The lengths are taken on a grid that includes the bins' edges (where
-    the longest usually is), plus the largest change between neighbouring grid directions: a box
-    corner between two of them puts a peak there that the grid misses by less than that."""
+    the longest usually is), plus a margin where the longest grid direction sits next to a box
+    corner's direction (a peak between grid directions): the largest drop from it to a neighbour.
+    Measured: a 3-D block seen in 10° × 45° bins, 118.5 m for a true 115.7 m (cell centres gave
+    113.3 m); a 2-D pyramid, 184.3 m for 183.8 m.  ``detectors`` a tuple (cached per scene)."""
     n_axes = readings(detectors)["lo"].shape[1]
-    t = _exits_on(scene, detectors, np.linspace(0.0, 1.0, n_grid + 1))
-    t = t.reshape((t.shape[0],) + (n_grid + 1,) * n_axes)
-    jump = max(float(np.max(np.abs(np.diff(t, axis=a)))) for a in range(1, n_axes + 1))
-    return float(t.max()) + jump
+    t = _exits_on(scene, detectors, np.linspace(0.0, 1.0, n_grid))
+    t = t.reshape((t.shape[0],) + (n_grid,) * n_axes)
+    best = 0.0
+    for c in range(t.shape[0]):
+        top = np.unravel_index(np.argmax(t[c]), t[c].shape)
+        jump = 0.0
+        for a in range(n_axes):
+            for step in (-1, 1):
+                nb = list(top)
+                nb[a] += step
+                if 0 <= nb[a] < n_grid:
+                    jump = max(jump, float(t[c][top] - t[c][tuple(nb)]))
+        best = max(best, float(t[c][top]) + jump)
+    return best
 
 
 def _exits_on(scene, detectors, f):
@@ -200,7 +217,7 @@ def _check_steps(scene, dets, n_steps):
     """BMC steps: the fewest that take every ray out of the scene (``n_steps=None``; with
     scattering, :data:`SCATTERING_STEP_MARGIN` more), else ``n_steps`` checked to be enough
     for the straight rays."""
-    longest = _longest_exit(scene, dets)
+    longest = _longest_exit(scene, tuple(dets))
     if n_steps is None:
         straight = max(1, math.ceil(longest * (1 + 1e-6) / scene.step_m))
         return math.ceil(straight * SCATTERING_STEP_MARGIN) + 2 if scene.scattering else straight

@@ -197,7 +197,7 @@ def test_background_and_efficiency_are_recovered():
 def test_fraction_priors_on_a_composition_give_finite_gradients_and_tell_water_from_air():
     # A rock block with a void filled with water (fraction of rock 0) or air (by volume: rock and
     # water, or rock and dry air).  With the fractions under nppl.fraction_prior, the BMC model's
-    # potential and its gradient are finite at 64 prior draws, and Poisson data from the
+    # potential and its gradient are finite at 32 prior draws, and Poisson data from the
     # water-filled void prefer water over air (and the reverse): the likelihood sees the material.
     from numpyro.infer import Predictive
     from numpyro.infer.util import potential_energy
@@ -211,10 +211,10 @@ def test_fraction_priors_on_a_composition_give_finite_gradients_and_tell_water_f
     air = Scene(Composition(("standard_rock", "dry_air"), grid), step_m=6.0)
     model = nppl.field_model(water, det, lambda: (nppl.fraction_prior((3, 4), mean_fraction=0.8)(),), method="bmc",
                              key=jax.random.key(0), n_particles=64)
-    draws = Predictive(model, num_samples=64)(jax.random.key(1))
+    draws = Predictive(model, num_samples=32)(jax.random.key(1))
     counts = np.asarray(draws["counts"][0])
     energy = jax.jit(jax.value_and_grad(lambda z: potential_energy(model, (), {"counts": counts}, z)))
-    for i in range(64):
+    for i in range(32):
         value, grad = energy({"fraction_logit_white": draws["fraction_logit_white"][i]})
         assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad["fraction_logit_white"]))), i
     void = np.ones((3, 4))
