@@ -35,6 +35,7 @@ from ppl_bmc.geometry.terrain import HeightMap
 from ppl_bmc.telescope import Telescope
 from ppl_bmc.transport.csda import MuonKernel
 from ppl_bmc.transport.paths import FieldPath
+from ppl_bmc.transport.stochastic import MixedKernel, events_bound
 
 __all__ = ["expected_counts", "exit_lengths"]
 
@@ -90,8 +91,13 @@ def _exits_on(scene, detectors, f):
 
 
 def _bmc(scene, params, ctx, key, n_particles, n_steps, adjoint, energy, stratified, mesh):
-    path = FieldPath(scene.field, scene.step_m, None if scene.scattering else n_steps)  # scattered walks bend
-    kernel = MuonKernel(path, scene.material, scene.sky, scene.k_max, scene.decay, scene.scattering, energy=energy)
+    if scene.mixed_material is not None:  # n_steps: (straight steps of the traced line, hard events + 1)
+        path, n_steps = FieldPath(scene.field, scene.step_m, n_steps[0]), n_steps[1]
+        kernel = MixedKernel(path, scene.mixed_material, scene.sky, scene.k_max, scene.decay, energy=energy)
+    else:
+        path = FieldPath(scene.field, scene.step_m, None if scene.scattering else n_steps)  # scattered walks bend
+        kernel = MuonKernel(path, scene.material, scene.sky, scene.k_max, scene.decay, scene.scattering,
+                            energy=energy)
     reading = {k: ctx[k] for k in ("origin", "lo", "hi", "omega", "k_min", "frame", "tent")}
     w = mean_weight(kernel, params, reading, key, n_particles=n_particles, n_steps=n_steps, adjoint=adjoint,
                     stratified=stratified, mesh=mesh)
@@ -188,24 +194,42 @@ def expected_counts(
     if isinstance(est, BMC):
         n_steps = _check_steps(scene, dets, est.n_steps)
         geom, rows = readings(dets), ()
+        if scene.mixed_material is not None:  # and the hard events a walk may meet
+            n_steps = (n_steps, _mixed_events(scene, dets, geom))
         run = (est.key, est.n_particles or DEFAULT_PARTICLES, n_steps, est.adjoint, est.energy, est.stratified, est.mesh)
     else:
         if scene.scattering:
             raise ValueError("scene.scattering=True needs method='bmc': the quadrature follows straight lines "
                              "(or build the Scene with scattering=False)")
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
+        if scene.mixed_material is not None:  # the tabulated ratio must cover every threshold
+            for k_min in sorted({k for _, k in rows}):
+                scene.mixed_material.check_flux_ratio(0.0, 0.0, k_min, scene.k_max, scene.sky)
         if scene.field.affine:  # opacities are c + J·params: tabulate the sparse J once
             dtype = jnp.dtype(jnp.result_type(*jax.tree_util.tree_leaves(params))).name
             geom.update(quadrature.path_lengths(scene.field, dets, est.n_directions, dtype))
         run = (None, 1, 1, None, None, True, None)
     key, n, steps, adj, energy, stratified, mesh = run
-    counts = _expected(params, key, geom, scene, len(dets), rows, int(n), int(steps), adj, energy, stratified, mesh)
+    steps = tuple(map(int, steps)) if isinstance(steps, tuple) else int(steps)
+    counts = _expected(params, key, geom, scene, len(dets), rows, int(n), steps, adj, energy, stratified, mesh)
     if _checks.is_concrete(counts):
         c = np.asarray(counts)
         for i in np.flatnonzero(np.all(c <= 0, axis=1)):
             raise ValueError(f"detector {i} at {dets[i].position} m receives no muons in any bin: no ray can pass "
                              f"(is it buried inside a wall thicker than muons above {scene.k_max:g} GeV can cross?)")
     return counts
+
+
+#: physics="mixed": the hard events a BMC walk may meet are bounded as for the longest ray at this
+#: many times the material's nominal density (a walk with more gets weight 0; see events_bound).
+MIXED_DENSITY_MARGIN = 1.5
+
+
+def _mixed_events(scene, dets, geom):
+    """Steps of a mixed-mode walk (hard events + 1): :func:`events_bound` for the longest ray of
+    the scene at :data:`MIXED_DENSITY_MARGIN` times the material's nominal density."""
+    grammage = _longest_exit(scene, tuple(dets)) * MIXED_DENSITY_MARGIN * scene.mixed_material.density
+    return events_bound(scene.mixed_material, grammage, float(np.min(geom["k_min"])))
 
 
 #: With scattering, the default n_steps is the straight rays' times this, plus 2: scattered paths

@@ -24,6 +24,7 @@ import numpy as np
 
 from ppl_bmc.detectors import readings
 from ppl_bmc.geometry.rays import box_interval, line_direction
+from ppl_bmc.physics.constants import MWE
 from ppl_bmc.physics.materials import Blend
 from ppl_bmc.telescope import tent_nodes
 from ppl_bmc.transport.csda import straight_line_flux
@@ -218,4 +219,8 @@ def counts(scene, params, geom, rows, dtype):
     material = scene.material.reference if isinstance(scene.material, Blend) else scene.material
     table = flux_table(material, scene.sky, rows, scene.k_max, scene.decay, jnp.dtype(dtype).name)
     flux = interpolate_flux(table, geom["index"], opacity)
+    mixed = scene.mixed_material
+    if mixed is not None:  # the tabulated mixed/CSDA ratio of each ray
+        cos, k_min = (jnp.asarray(c, dtype)[geom["index"]] for c in zip(*rows))
+        flux = flux * jax.vmap(jax.vmap(mixed.flux_ratio))(opacity / MWE, cos, k_min)
     return jnp.sum(geom["weights"] * flux, axis=1) * geom["scale"]

@@ -75,3 +75,9 @@ def test_first_gradient_benchmark_quick(capsys, monkeypatch):
 def test_composition_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_composition.py", capsys, monkeypatch)
     assert "rock+water" in out and "second material (scattering=True)" in out
+
+
+@pytest.mark.slow  # ~40 s on 2 cores
+def test_mixed_benchmark_quick(capsys, monkeypatch):
+    out = run_quick("bench_mixed.py", capsys, monkeypatch)
+    assert "mixed" in out and "ESS/N" in out and "hard events per muon" in out

@@ -11,6 +11,7 @@ from ppl_bmc.geometry.composition import Composition
 from ppl_bmc.geometry.field import Field
 from ppl_bmc.physics import flux as sky_flux
 from ppl_bmc.physics import materials
+from ppl_bmc.physics import mixed as mixed_tables
 
 __all__ = ["Scene"]
 
@@ -50,6 +51,11 @@ class Scene:
         Choose ``step_m`` short against the density's structure (voxels, the surface).
     k_max : float
         Highest detector-side kinetic energy sampled (GeV), ≤ 1e6.
+    physics : "csda", "mixed" or ppl_bmc.physics.mixed.Mixed(cut=...)
+        Energy loss: continuous (CSDA), or PUMAS's mixed mode — soft losses plus discrete hard
+        events (:mod:`ppl_bmc.transport.stochastic`): BMC walks each particle's straight line
+        (no ``scattering`` yet; one material with mixed tables, no Composition); the quadrature
+        scales each ray's CSDA flux by the tabulated mixed/CSDA ratio (standard rock, GCCLY sky).
     """
 
     field: Field
@@ -59,6 +65,7 @@ class Scene:
     decay: bool = True
     k_max: float = 1e6
     scattering: bool = False
+    physics: str | mixed_tables.Mixed = "csda"
 
     def __post_init__(self):
         if not isinstance(self.field, Field):
@@ -83,6 +90,22 @@ class Scene:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
+        if isinstance(self.physics, str) and self.physics in ("csda", "mixed"):
+            if self.physics == "mixed":
+                object.__setattr__(self, "physics", mixed_tables.Mixed())
+        elif not isinstance(self.physics, mixed_tables.Mixed):
+            raise ValueError(f"physics must be 'csda', 'mixed' or a ppl_bmc.physics.mixed.Mixed, got {self.physics!r}")
+        if self.mixed_material is not None and self.scattering:
+            raise ValueError("physics='mixed' walks straight lines: build the Scene with scattering=False")
+
+    @property
+    def mixed_material(self):
+        """The :class:`~ppl_bmc.physics.mixed.MixedMaterial` of a mixed-mode scene, else ``None``."""
+        if self.physics == "csda":
+            return None
+        if isinstance(self.field, Composition):
+            raise ValueError("physics='mixed' takes one material: a Composition field is not supported yet")
+        return mixed_tables.get(self.material, "material", self.physics.cut)
 
     @property
     def ndim(self) -> int:

@@ -181,15 +181,25 @@ class Blend:
         return f"Blend({', '.join(m.name for m in self.materials)})"
 
 
-@lru_cache(maxsize=1)
-def _tables():
-    with np.load(_DATA) as data:
+@lru_cache(maxsize=None)
+def read_tables(path) -> dict:
+    """The arrays of a package table file (``.npz``), read once: ``{name: array}``."""
+    with np.load(path) as data:
         return {key: data[key] for key in data.files}
+
+
+def _tables():
+    return read_tables(_DATA)
+
+
+def table_names(tables) -> list[str]:
+    """The materials of a table file: the prefixes of its ``material/column`` keys."""
+    return sorted({key.split("/")[0] for key in tables if "/" in key})
 
 
 def names() -> list[str]:
     """Names of the tabulated materials."""
-    return sorted({key.split("/")[0] for key in _tables() if "/" in key})
+    return table_names(_tables())
 
 
 @lru_cache(maxsize=None)

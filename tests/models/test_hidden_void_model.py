@@ -77,11 +77,13 @@ def test_bmc_defaults_to_the_particle_budget():
             hv.n_particles(hv._cfg({"n_particles": bad}), 4, jax.random.key(0))
 
 
-@pytest.mark.slow  # ~40 s on 2 cores: 300 gradients of a scattering BMC model
-def test_no_nan_gradient_over_300_prior_draws_with_scattering(data):
+@pytest.mark.slow  # ~40 s each on 2 cores: 300 gradients of a BMC model
+@pytest.mark.parametrize("physics", [dict(scattering=True), dict(physics="mixed")], ids=["scattering", "mixed"])
+def test_no_nan_gradient_over_300_prior_draws(data, physics):
     # Issue 15's acceptance: the hidden-void model (16 × 16 voxels, 3 detectors × 24 bins) with
-    # multiple scattering in BMC has a finite potential and gradient at 300 prior draws (densities
-    # spanning the prior's ±3 sd); few particles per bin, since only finiteness is checked.
+    # multiple scattering, or with stochastic hard events (mixed mode), in BMC has a finite potential
+    # and gradient at 300 prior draws (densities spanning the prior's ±3 sd); few particles per
+    # bin, since only finiteness is checked.
     import dataclasses
 
     import jax.numpy as jnp
@@ -92,7 +94,7 @@ def test_no_nan_gradient_over_300_prior_draws_with_scattering(data):
     from ppl_bmc import nppl
 
     cfg = hv._cfg({})
-    scene = dataclasses.replace(hv.scene(cfg), scattering=True)
+    scene = dataclasses.replace(hv.scene(cfg), **physics)
     prior = nppl.log_density_prior((16, 16), mean_density=cfg["density"], sd_log=cfg["sd_log"],
                                    length=cfg["length_voxels"])
     model = nppl.field_model(scene, hv.detectors(cfg), prior, method=ppl_bmc.BMC(jax.random.key(1), n_particles=16),

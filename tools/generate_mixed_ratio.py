@@ -1,0 +1,98 @@
+"""Generate ppl_bmc/data/mixed_ratio.npz: the mixed/CSDA ratio of the flux through a slab, from the
+package's own stochastic BMC, for the deterministic likelihood ``physics="mixed"`` of the quadrature.
+
+    make install && .venv/bin/python tools/generate_mixed_ratio.py [output.npz] [n_particles]
+
+For each opacity X (m.w.e.) and zenith angle of the grids below, the mixed-mode backward walk
+(:class:`ppl_bmc.transport.stochastic.MixedKernel`, standard rock, GCCLY sky, decay on)
+runs ``n_particles`` muons (default 2²⁰, in batches with independent keys) whose detector-side
+energies are drawn once on [1e-3, 1e6] GeV; the integrated flux above each threshold k_min of
+the grid is the mean of the weights of the muons above it.  The ratio to the exact CSDA
+quadrature (:func:`ppl_bmc.transport.csda.straight_line_flux`, 2048 nodes) is stored with its
+Monte-Carlo standard error (from the batches).  At X = 0 the ratio is 1 exactly.  About 25 minutes
+on two cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl_bmc.physics import flux, mixed
+from ppl_bmc.physics.constants import MWE
+from ppl_bmc.transport import loop
+from ppl_bmc.transport.csda import straight_line_flux
+from ppl_bmc.transport.paths import LineOfSight
+from ppl_bmc.transport.stochastic import MixedKernel, events_bound
+
+MATERIAL = "standard_rock"
+OPACITY = np.array([0, 1, 3, 10, 20, 30, 50, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000, 2500, 3000, 4000, 5000,
+                    6000, 8000, 10000], dtype=float)  # m.w.e.
+ZENITH = np.array([0, 30, 45, 60, 70, 80, 85, 89], dtype=float)  # degrees (rays of a scene reach the horizon)
+K_MIN = np.array([1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0])  # GeV
+K_LOW, K_MAX = 1e-3, 1e6
+BATCH = 2**17
+
+
+def main(out=None, n_particles=2**20):
+    jax.config.update("jax_enable_x64", True)
+    out = out or os.path.join(os.path.dirname(__file__), "..", "ppl_bmc", "data", "mixed_ratio.npz")
+    n_particles = int(n_particles)
+    table = mixed.get(MATERIAL)
+    sky = flux.get("gccly")
+    kernel = MixedKernel(LineOfSight(1), table, sky, K_MAX, True)
+    n_steps = events_bound(table, MWE * OPACITY.max(), K_LOW)
+
+    @jax.jit
+    def weights(opacity, zenith, key):
+        ctx = {"zenith": zenith[None], "k_min": jnp.full((1,), K_LOW)}
+        streams = loop.Streams(key, 1, BATCH)
+        state, log_w = loop.init(kernel, opacity, ctx, streams, jnp.float64)
+        k_det = jnp.exp(state.log_k)
+
+        def body(carry, k):
+            state, log_w = carry
+            state, inc = loop.step(kernel, state, opacity, ctx, streams, k, jnp.float64)
+            return (state, log_w + inc), None
+
+        (state, log_w), _ = jax.lax.scan(body, (state, log_w), jnp.arange(1, n_steps + 1))
+        w = jnp.exp(log_w + loop.final(kernel, state, opacity, ctx))[0]
+        return jnp.stack([jnp.mean(jnp.where(k_det[0] >= k, w, 0.0)) for k in K_MIN])
+
+    @jax.jit
+    def csda(opacity, cos_zenith):
+        return jnp.stack([straight_line_flux(table.csda, sky, MWE * opacity, None, cos_zenith, k, K_MAX, decay=True,
+                                             n_nodes=2048) for k in K_MIN])
+
+    ratio = np.ones((OPACITY.size, ZENITH.size, K_MIN.size))
+    error = np.zeros_like(ratio)
+    n_batches = max(2, n_particles // BATCH)
+    t0 = time.time()
+    for i, x in enumerate(OPACITY):
+        if x == 0:
+            continue
+        for j, z in enumerate(ZENITH):
+            zr = jnp.float64(math.radians(z))
+            batches = np.array([weights(jnp.float64(x), zr, jax.random.key(1000 * i + 10 * j + b))
+                                for b in range(n_batches)])
+            ref = np.asarray(csda(jnp.float64(x), jnp.cos(zr)))
+            ratio[i, j] = batches.mean(axis=0) / ref
+            error[i, j] = batches.std(axis=0, ddof=1) / math.sqrt(n_batches) / ref
+        print(f"{x:7g} m.w.e.: ratio at k_min=1e-3, zenith 0/60: {ratio[i, 0, 0]:.4f} ± {error[i, 0, 0]:.4f} / "
+              f"{ratio[i, 3, 0]:.4f}; {time.time() - t0:.0f} s", flush=True)
+    tmp = out + ".tmp.npz"
+    np.savez_compressed(tmp, material=np.array(MATERIAL), sky=np.array("gccly"), opacity_mwe=OPACITY,
+                        zenith_deg=ZENITH, k_min=K_MIN, k_max=np.float64(K_MAX), ratio=ratio, error=error,
+                        n_particles=np.int64(n_batches * BATCH))
+    os.replace(tmp, out)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
