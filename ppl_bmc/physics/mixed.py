@@ -185,6 +185,7 @@ class MixedMaterial:
         return jnp.interp(log_k, jnp.asarray(self._log_k, log_k.dtype), jnp.asarray(column, log_k.dtype))
 
     def log_soft_stopping(self, log_k):
+        """ln S_soft (S in GeV·m²/kg) at ln K (K in GeV)."""
         return self._at(self._log_s, log_k)
 
     def range_at(self, log_k):
@@ -211,6 +212,8 @@ class MixedMaterial:
         return self._at(self._log_sigma_prop, log_k)
 
     def proper(self, log_k):
+        """∫ (m/p) dX (kg/m²) along the soft slowing-down from the table's bottom to ln K (for the
+        decay weight: c·Δτ = Δproper / ρ)."""
         return self._at(self._proper, log_k)
 
     def dcs(self, k, x):

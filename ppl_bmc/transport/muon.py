@@ -36,7 +36,7 @@ from ppl_bmc.physics.constants import MUON_CTAU, MUON_MASS
 from ppl_bmc.physics.materials import Blend
 
 __all__ = ["MuonEnergy", "MuonState", "sample_energy", "energy_at", "energy_at_range", "csda_advance",
-           "csda_retreat", "decay_log_weight", "deflection", "sky_log_weight", "transport_paths"]
+           "csda_retreat", "decay_log_weight", "deflection", "sky_log_flux", "sky_log_weight", "transport_paths"]
 
 
 class MuonEnergy(NamedTuple):
@@ -205,9 +205,16 @@ def deflection(grammage, transport_path, u):
     return width * ndtri(jnp.clip(u, 1e-7, 1 - 1e-7))
 
 
+def sky_log_flux(sky_flux, kinetic_energy, cos_zenith, ok=True):
+    """log of the open-sky flux (GeV⁻¹ m⁻² s⁻¹ sr⁻¹) at kinetic energy K (GeV) and ``cos_zenith``;
+    ``-inf`` where not ``ok`` or below the horizon (with a finite gradient)."""
+    ok = ok & (cos_zenith > 0)
+    flux = sky_flux(jnp.where(ok, kinetic_energy, 1.0), jnp.where(ok, cos_zenith, 1.0))
+    return jnp.where(ok, jnp.log(flux), -jnp.inf)
+
+
 def sky_log_weight(sky_flux, material, energy, cos_zenith, ok=True):
     """log of the open-sky flux (GeV⁻¹ m⁻² s⁻¹ sr⁻¹) at the exit energy and ``cos_zenith``;
     ``-inf`` where not ``ok``, below the horizon or beyond the table's top."""
-    ok = ok & (energy.csda_range < _reference(material).r_max) & (cos_zenith > 0)
-    flux = sky_flux(jnp.where(ok, energy.kinetic_energy, 1.0), jnp.where(ok, cos_zenith, 1.0))
-    return jnp.where(ok, jnp.log(flux), -jnp.inf)
+    ok = ok & (energy.csda_range < _reference(material).r_max)
+    return sky_log_flux(sky_flux, energy.kinetic_energy, cos_zenith, ok)

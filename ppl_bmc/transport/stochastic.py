@@ -17,22 +17,24 @@ NI the mean free paths met along the segment (the survival probabilities of the 
 the physics, which cancel wherever σ_prop = σ).
 
 **Gradients with common random numbers.**  Every random choice is made from parameter-free
-quantities: event positions are fixed as *fractions of the line's grammage* drawn at the
-stop-gradient parameters, the transfers x from parameter-free uniforms; the dependence on the
-parameters (the line's grammage X) is carried by the weight, which is evaluated at the live
-parameters: the soft energies (pathwise), the target density of the events at their fixed
-fractions (``X·D/(1 − x)`` per event against the proposal's ``X₀·σ_prop·p(x)``, X₀ = sg(X)), and
-the survival ``exp(NI_prop(sg) − NI(live))``.  At X = X₀ the weight is PUMAS's; its gradient is
-the exact gradient of the estimator's expectation (a likelihood-ratio term per event and per
-segment) — no event appears or disappears as X moves.  The weight is not smooth where an
-ancestor energy crosses the close-collision limit W_max or a table node; these boundary terms
-are not carried.
+quantities.  A *proposal walk* — its own energy, along the line's opacities at the stop-gradient
+parameters (equal in value to the live ones) — places the events: their positions are fixed
+fractions of the line, their transfers x come from parameter-free uniforms.  The *live walk*
+scores them at the live parameters: the soft energies (pathwise), the target density of each
+event at its fixed fraction (``ρ·D/(1 − x)``, ρ the line's grammage per unit fraction there,
+against the proposal's ``ρ₀·σ_prop(K_f⁰)·p(x)``) and the survival ``exp(NI_prop − NI)`` (the
+proposal's constant, the physics' live).  At the stop-gradient point the weight is PUMAS's; its
+gradient is the exact derivative of the estimator at a fixed proposal (``frozen=True`` takes the
+proposal's parameters separately, for finite-difference checks), which is unbiased for the
+gradient of the expected flux: no event appears or disappears as the parameters move.  The
+weight is not smooth where an ancestor energy crosses the close-collision limit W_max or a table
+node; these boundary terms are not carried.
 
 Each step runs to the next event or, for the last one, to the sky; ``n_steps`` bounds the
 number of events per muon (muons with more get weight 0: :func:`events_bound` sets the bound so
 that this happens with probability < 1e-9).  Steps after the sky are no-ops.  Each step inverts
-exactly (the fraction travelled follows from the proposal's NI, which the energy after the event
-determines), so the replay adjoint is exact.
+exactly (the proposal's energy after an event gives its NI before it, hence where the step
+began), so the replay adjoint is exact.
 
 Units: GeV, kg/m², m.w.e. (opacities), rad.
 """
@@ -52,6 +54,7 @@ from ppl_bmc.physics.constants import MUON_CTAU, MUON_MASS
 from ppl_bmc.physics.mixed import MixedMaterial
 from ppl_bmc.transport.energy import EnergySampling, LineOfSightEnergy
 from ppl_bmc.transport.kernel import Kernel
+from ppl_bmc.transport.muon import sky_log_flux
 from ppl_bmc.transport.paths import FieldPath, LineOfSight, Path
 
 __all__ = ["MixedState", "MixedKernel", "events_bound"]
@@ -271,9 +274,7 @@ class MixedKernel(Kernel):
 
     def final(self, state, params, ctx):
         k = jnp.exp(state.log_k)
-        done = (state.end > 0) & (k < self.material.k_max) & (state.cos_zenith > 0)
-        flux = self.sky_flux(jnp.where(done, k, 1.0), jnp.where(done, state.cos_zenith, 1.0))
-        return jnp.where(done, jnp.log(flux), -jnp.inf)
+        return sky_log_flux(self.sky_flux, k, state.cos_zenith, (state.end > 0) & (k < self.material.k_max))
 
 
 def events_bound(material: MixedMaterial, grammage: float, k_min: float) -> int:

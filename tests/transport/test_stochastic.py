@@ -43,7 +43,7 @@ def agrees(values, ref, offset=PHYSICS_OFFSET):
     return dev < 4 * se + offset * ref["flux"] and dev < 0.03 * ref["flux"], (values.mean(), ref["flux"], se)
 
 
-@pytest.mark.parametrize("opacity", [300.0, 3000.0])
+@pytest.mark.parametrize("opacity", [3000.0])  # every depth and angle: the slow test below
 def test_bmc_mixed_mode_agrees_with_mulder(opacity):
     ref = mulder_slab(opacity, 0.0)["mixed"]
     ok, info = agrees(mixed_replicas(opacity, 0.0, 4, 50_000), ref)
@@ -120,6 +120,7 @@ def test_mixed_gradient_is_unbiased():
     assert abs(grads.mean() - fd) < 4 * se + 0.01 * abs(fd), (grads.mean(), se, fd)
 
 
+@pytest.mark.slow  # ~20 s on 2 cores: walks bounded for a traced opacity (20 000 m.w.e.)
 def test_mixed_gradients_are_finite_from_the_surface_to_great_depth():
     g = jax.vmap(jax.grad(lambda x: muography.transmitted_flux(x, 0.0, method=BMC(jax.random.key(1), 500),
                                                                physics="mixed")))
@@ -171,9 +172,9 @@ def test_a_scene_in_mixed_mode_is_the_slab():
     scene, rho, det = slab_scene("mixed", 1000.0)
     r = readings(det)
     per_flux = float(r["scale"][0] * r["omega"][0])
-    bmc = np.array([float(expected_counts(scene, rho, det, method=BMC(jax.random.key(i), 20_000))[0, 0]) / per_flux
+    bmc = np.array([float(expected_counts(scene, rho, det, method=BMC(jax.random.key(i), 10_000))[0, 0]) / per_flux
                     for i in range(4)])
-    slab = mixed_replicas(1000.0, 0.0, 4, 50_000)
+    slab = mixed_replicas(1000.0, 0.0, 4, 20_000)
     se = math.hypot(bmc.std(ddof=1), slab.std(ddof=1)) / 2
     assert abs(bmc.mean() - slab.mean()) < 4 * se + 1e-3 * slab.mean(), (bmc.mean(), slab.mean(), se)
     quad = float(expected_counts(scene, rho, det, method="quadrature")[0, 0]) / per_flux
