@@ -4,7 +4,7 @@ losses below a fractional cut plus hard discrete events), through the ``mulder``
     python -m venv /tmp/mulderenv && /tmp/mulderenv/bin/pip install mulder==0.3.7
     /tmp/mulderenv/bin/python tools/generate_mixed_tables.py [output.npz]
 
-About ten minutes on one core (mulder rebuilds its tables once per cut, ~1.3 s per material).
+About 25 minutes on one core (mulder rebuilds its tables once per cut and material: 49 × 8 times).
 The package reads only the .npz at run time (``ppl_bmc.physics.mixed``).
 
 Physics: mulder's default ``Physics()`` (PUMAS defaults: SSR19 bremsstrahlung and pair
