@@ -1,8 +1,8 @@
 """Inference runners, ArviZ outputs and diagnostics.
 
 Runners: :func:`fit_map` (SVI + AutoDelta), :func:`laplace` (Gaussian at the mode, Hessian by
-reverse-over-reverse AD), :func:`run_nuts` / :func:`run_hmc` (``numpyro.infer.MCMC``),
-:func:`run_mcmc` (NUTS/HMC in checkpointed, resumable blocks).
+reverse-over-reverse AD), :func:`run_nuts` / :func:`run_hmc` / :func:`run_mcmc` (NUTS/HMC in
+checkpointed, resumable blocks; one return type, :class:`McmcResult`).
 Outputs: :func:`to_inference_data` (posterior, sample_stats, observed_data,
 posterior_predictive, log_likelihood), :func:`to_netcdf` / :func:`from_netcdf`,
 :func:`summary`, :func:`plot_trace`, :func:`plot_rank`, :func:`write_results`.

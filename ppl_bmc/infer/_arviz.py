@@ -26,15 +26,6 @@ ARVIZ_MAJOR = int(az.__version__.split(".")[0])
 SUMMARY_COLUMNS = ("mean", "sd", "ci_lower", "ci_upper", "ess_bulk", "ess_tail", "r_hat")
 
 
-def from_numpyro(mcmc, **kwargs):
-    """ArviZ object (InferenceData or DataTree) from a finished ``numpyro.infer.MCMC``.
-
-    The ``log_likelihood`` group is included on both versions (ArviZ 1.x leaves it out by default).
-    """
-    kwargs.setdefault("log_likelihood", True)
-    return az.from_numpyro(mcmc, **kwargs)
-
-
 def from_datasets(datasets: dict, *, attrs: dict | None = None):
     """ArviZ object from ``xarray.Dataset`` groups (``{"posterior": ds, ...}``); ``attrs`` go on
     every group (netCDF-compatible values: str, int, float)."""

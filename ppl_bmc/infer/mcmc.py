@@ -1,13 +1,13 @@
-"""NUTS/HMC runners: ``numpyro.infer.MCMC`` wrappers, and a block-wise sampler that can be
-checkpointed and resumed.
+"""NUTS/HMC runners: a block-wise sampler that can be checkpointed and resumed.
 
-:func:`run_nuts` / :func:`run_hmc` return a finished ``numpyro.infer.MCMC`` (all draws in one
-compiled call).  :func:`run_mcmc` runs the same kernels in *blocks* of iterations: the block is
-one compiled ``lax.scan`` of ``kernel.sample`` (compiled once, reused for every block), the
-sampler's full state comes back to the host after each block, and a ``checkpoint`` callback
-receives a :class:`Checkpoint` that :func:`run_mcmc` can later ``resume`` from.  Warmup
-adaptation is driven by the state's iteration counter, so a block may straddle the end of warmup
-and a resumed run continues the adaptation exactly where it stopped.
+:func:`run_mcmc` (and its two spellings :func:`run_nuts`, :func:`run_hmc`) runs NumPyro's
+kernels in *blocks* of iterations: the block is one compiled ``lax.scan`` of ``kernel.sample``
+(compiled once, reused for every block), the sampler's full state comes back to the host after
+each block, and a ``checkpoint`` callback receives a :class:`Checkpoint` that :func:`run_mcmc`
+can later ``resume`` from.  Warmup adaptation is driven by the state's iteration counter, so a
+block may straddle the end of warmup and a resumed run continues the adaptation exactly where it
+stopped.  Chains on several devices are split with ``shard_map``.  All three return one type,
+:class:`McmcResult`, which reads like a finished ``numpyro.infer.MCMC``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
-from numpyro.infer import HMC, MCMC, NUTS, init_to_median
+from numpyro.infer import HMC, NUTS, init_to_median
 
 from ppl_bmc import _checks
 # (checkpoints pickled before the split name ppl_bmc.infer.mcmc.Checkpoint: this import resolves them)
@@ -93,6 +93,8 @@ def make_kernel(
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
     common = dict(dense_mass=bool(dense_mass), target_accept_prob=float(target_accept_prob), init_strategy=init_strategy)
     if kernel == "nuts":
+        if num_steps is not None or trajectory_length is not None:
+            raise ValueError("num_steps and trajectory_length apply to kernel='hmc' only")
         max_tree_depth = _checks.positive_int(max_tree_depth, "max_tree_depth")
         return NUTS(model, max_tree_depth=max_tree_depth, **common)
     if num_steps is not None:
@@ -112,51 +114,31 @@ def _check_sizes(num_warmup, num_samples, num_chains):
         _checks.positive_int(value, name, minimum=minimum)
 
 
-def run_nuts(
-    model,
-    *,
-    rng_key,
-    num_warmup: int = 500,
-    num_samples: int = 500,
-    num_chains: int = 2,
-    chain_method: str | None = None,
-    dense_mass: bool = False,
-    target_accept_prob: float = 0.8,
-    init_strategy=init_to_median,
-    progress_bar: bool = False,
-    kernel: str = "nuts",
-    num_steps: int | None = None,
-    trajectory_length: float | None = None,
-    **model_kwargs,
-) -> MCMC:
-    """Run NUTS (or HMC with ``kernel="hmc"``) on a NumPyro ``model(**model_kwargs)``.
+def run_nuts(model, **options) -> McmcResult:
+    """NUTS on a NumPyro ``model(**model_kwargs)``: :func:`run_mcmc` with ``kernel="nuts"``.
 
-    Returns the finished ``numpyro.infer.MCMC`` with :data:`EXTRA_FIELDS` collected; turn it
-    into ArviZ data with :func:`ppl_bmc.infer.to_inference_data`.  ``chain_method`` defaults to
-    :func:`default_chain_method`; ``num_steps``/``trajectory_length`` are HMC's (see
-    :func:`make_kernel`).  For runs that must survive interruption use :func:`run_mcmc`.
+    Every runner of this package returns one type, :class:`McmcResult`, which reads like a
+    finished ``numpyro.infer.MCMC`` (``get_samples``, ``get_extra_fields``, ``print_summary``)
+    and goes to ArviZ through :func:`ppl_bmc.infer.to_inference_data`.  The options
+    (``rng_key``, ``num_warmup``, ``num_samples``, ``num_chains``, ``chain_method``,
+    ``dense_mass``, ``target_accept_prob``, ``max_tree_depth``, ``init_strategy``,
+    ``block_size``, ``checkpoint``, ``resume``, ``progress_bar``) are :func:`run_mcmc`'s;
+    remaining keywords go to the model.  Chains on several devices run through ``shard_map``
+    (no ``pmap``).
     """
-    if kernel == "nuts" and (num_steps is not None or trajectory_length is not None):
-        raise ValueError("num_steps and trajectory_length apply to kernel='hmc' only")
-    sampler = make_kernel(model, kernel=kernel, dense_mass=dense_mass, target_accept_prob=target_accept_prob,
-                          num_steps=num_steps, trajectory_length=trajectory_length, init_strategy=init_strategy)
-    rng_key = _checks.prng_key(rng_key, "rng_key")
-    _check_sizes(num_warmup, num_samples, num_chains)
-    mcmc = MCMC(sampler, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method=chain_method or default_chain_method(num_chains), progress_bar=progress_bar)
-    mcmc.run(rng_key, extra_fields=EXTRA_FIELDS, **model_kwargs)
-    return mcmc
+    if "kernel" in options:
+        raise ValueError("run_nuts: kernel is 'nuts' (use run_hmc or run_mcmc(kernel=...))")
+    return run_mcmc(model, kernel="nuts", **options)
 
 
-def run_hmc(model, *, num_steps: int | None = None, trajectory_length: float | None = None, **options) -> MCMC:
-    """Static-trajectory HMC on ``model(**model_kwargs)`` (step size and mass matrix adapted in
-    warmup; ``num_steps`` leapfrog steps per draw, or ``trajectory_length`` / step size).
-
-    The other options (``rng_key``, ``num_warmup``, ``num_samples``, ``num_chains``,
-    ``chain_method``, ``dense_mass``, ``target_accept_prob``, ``init_strategy``, ``progress_bar``)
-    and the return value are :func:`run_nuts`'s; remaining keywords go to the model.
+def run_hmc(model, **options) -> McmcResult:
+    """Static-trajectory HMC on ``model(**model_kwargs)``: :func:`run_mcmc` with ``kernel="hmc"``
+    (step size and mass matrix adapted in warmup; ``num_steps`` leapfrog steps per draw, or
+    ``trajectory_length`` / step size).  Options and return value as :func:`run_nuts`.
     """
-    return run_nuts(model, kernel="hmc", num_steps=num_steps, trajectory_length=trajectory_length, **options)
+    if "kernel" in options:
+        raise ValueError("run_hmc: kernel is 'hmc' (use run_nuts or run_mcmc(kernel=...))")
+    return run_mcmc(model, kernel="hmc", **options)
 
 
 # --------------------------------------------------------------------------- block sampler
@@ -208,6 +190,27 @@ class McmcResult:
     @property
     def num_samples(self) -> int:
         return self.checkpoint.num_samples
+
+    # numpyro.infer.MCMC's read interface, so code written against a finished MCMC works as is
+
+    def get_samples(self, group_by_chain: bool = False) -> dict:
+        """The draws: ``{site: array (num_chains, num_samples, ...)}`` with ``group_by_chain``,
+        else chains concatenated, ``(num_chains * num_samples, ...)`` (as ``MCMC.get_samples``)."""
+        return {k: v if group_by_chain else v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
+
+    def get_extra_fields(self, group_by_chain: bool = False) -> dict:
+        """Per-draw sampler fields (:data:`STAT_FIELDS`), shaped as :meth:`get_samples`."""
+        return {k: v if group_by_chain else v.reshape((-1,) + v.shape[2:]) for k, v in self.stats.items()}
+
+    def print_summary(self, prob: float = 0.9, exclude_deterministic: bool = True) -> None:
+        """NumPyro's summary table (mean, sd, median, ``prob`` interval, n_eff, r̂) of the latent
+        sites (and the deterministic ones with ``exclude_deterministic=False``), then the number
+        of divergences."""
+        from numpyro.diagnostics import print_summary
+
+        sites = {k: v for k, v in self.samples.items() if not exclude_deterministic or k in self.z}
+        print_summary(sites, prob=prob, group_by_chain=True)
+        print(f"Number of divergences: {int(np.sum(self.stats['diverging']))}")
 
 
 def _collect(state):

@@ -103,6 +103,26 @@ def test_bad_sampler_arguments():
         infer.run_mcmc(gaussian, rng_key=jax.random.key(0), num_samples=0, y=Y)
     with pytest.raises(ValueError, match="rng_key must be a JAX PRNG key"):
         infer.run_mcmc(gaussian, num_samples=5, y=Y)
+    with pytest.raises(ValueError, match="apply to kernel='hmc' only"):
+        infer.run_nuts(gaussian, rng_key=jax.random.key(0), num_steps=5, y=Y)
+    with pytest.raises(ValueError, match="run_nuts: kernel is 'nuts'"):
+        infer.run_nuts(gaussian, rng_key=jax.random.key(0), kernel="hmc", y=Y)
+
+
+def test_mcmc_result_reads_like_numpyro_mcmc(blocks, capsys):
+    """run_nuts, run_hmc and run_mcmc return one type; it answers MCMC's read calls."""
+    result, _ = blocks
+    assert isinstance(result, infer.McmcResult)
+    flat, grouped = result.get_samples(), result.get_samples(group_by_chain=True)
+    assert flat["mu"].shape == (80,) and grouped["mu"].shape == (2, 40)
+    np.testing.assert_array_equal(flat["mu"][40:], grouped["mu"][1])  # chains concatenated in order
+    extra = result.get_extra_fields()
+    assert set(extra) == set(infer.mcmc.STAT_FIELDS) and extra["diverging"].shape == (80,)
+    result.print_summary(prob=0.9)
+    out = capsys.readouterr().out
+    assert "mu " in out and "mu2" not in out and "Number of divergences" in out  # deterministic mu2 excluded
+    result.print_summary(exclude_deterministic=False)
+    assert "mu2" in capsys.readouterr().out
 
 
 def test_inference_data_of_a_block_run(blocks, tmp_path):
@@ -128,6 +148,7 @@ def test_run_hmc_and_run_nuts_give_five_groups():
     for run in (infer.run_hmc, infer.run_nuts):
         kw = {"num_steps": 5} if run is infer.run_hmc else {}
         mcmc = run(gaussian, rng_key=jax.random.key(2), num_warmup=100, num_samples=200, num_chains=1, y=Y, **kw)
+        assert isinstance(mcmc, infer.McmcResult) and mcmc.kernel == run.__name__[4:]
         data = infer.to_inference_data(mcmc)
         assert len(infer.groups(data)) == 5
         draws = infer.group(data, "posterior")["mu"].values
