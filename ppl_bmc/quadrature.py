@@ -33,16 +33,22 @@ from ppl_bmc.transport.muon import csda_advance, energy_at
 __all__ = ["directions", "flux_table", "interpolate_flux", "geometry", "path_lengths", "counts"]
 
 
-def directions(lo, hi, omega, n, tent=None):
+def directions(lo, hi, omega, n, tent=None, frame=None):
     """Gauss-Legendre directions within each bin: coordinates (C, Q, A) and weights (C, Q)
     summing to Ω.  Where ``tent`` (C,) is set (telescope lines of sight), the nodes and weights
     are those of the tent density on the slope box (:func:`ppl_bmc.telescope.tent_nodes`; the
-    weights sum to ``omega``, before the cos⁴ϑ factor of each direction)."""
+    weights sum to ``omega``, before the cos⁴ϑ factor of each direction).  With the telescopes'
+    ``frame`` (C, 3, 3), a line of sight that the horizon cuts keeps its nodes above it: the
+    integrand (zero below, the sky's flux above) jumps there, which nodes spread over the whole
+    box would integrate to a few per cent (the weights then sum to Ω times the fraction above)."""
     n_axes = lo.shape[1]
 
-    def grid(f, wf):
-        g = np.stack(np.meshgrid(*([f] * n_axes), indexing="ij"), axis=-1).reshape(-1, n_axes)
-        return g, np.prod(np.stack(np.meshgrid(*([wf] * n_axes), indexing="ij"), axis=-1).reshape(-1, n_axes), axis=-1)
+    def grid(f, wf, f2=None, wf2=None):
+        f2, wf2 = (f, wf) if f2 is None else (f2, wf2)
+        axes = [f] * (n_axes - 1) + [f2]
+        g = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, n_axes)
+        w = np.stack(np.meshgrid(*([wf] * (n_axes - 1) + [wf2]), indexing="ij"), axis=-1).reshape(-1, n_axes)
+        return g, np.prod(w, axis=-1)
 
     x, w = np.polynomial.legendre.leggauss(n)
     g, weights = grid(0.5 * (x + 1), 0.5 * w)
@@ -51,8 +57,29 @@ def directions(lo, hi, omega, n, tent=None):
         gt, wt = grid(*tent_nodes(n))
         sel = tent > 0
         g, weights = np.where(sel[:, None, None], gt[None], g), np.where(sel[:, None], wt[None], weights)
+        if frame is not None:
+            g, weights = np.array(g), np.array(weights)
+            for c, cut in _horizon_cuts(lo, hi, frame, sel):
+                g[c], weights[c] = grid(*tent_nodes(n), *tent_nodes(n, cut))
     coords = lo[:, None, :] + g * (hi - lo)[:, None, :]
     return coords, omega[:, None] * weights
+
+
+def _horizon_cuts(lo, hi, frame, tent):
+    """``(row, x)`` for each telescope line of sight whose slope box the horizon cuts: its
+    directions ``s_u·u + s_v·v + w`` (frame columns) point up where ``s_v`` exceeds the horizon's
+    slope (u is horizontal), i.e. above the fraction ``x`` of the box's v side."""
+    out = []
+    for c in np.flatnonzero(tent):
+        fz = frame[c][2]  # z components of u, v, w
+        if abs(fz[0]) > 1e-12:
+            raise ValueError("a telescope frame's u axis must be horizontal (no roll)")
+        if fz[1] <= 1e-12:  # the axis is vertical (or beyond): the horizon does not cut the box
+            continue
+        x = (-fz[2] / fz[1] - lo[c, 1]) / (hi[c, 1] - lo[c, 1])
+        if 0.0 < x < 1.0:
+            out.append((c, float(x)))
+    return out
 
 
 #: Opacity grid of the quadrature's flux tables: u = log(1 + X/X0), X in kg/m², up to X_MAX
@@ -110,7 +137,7 @@ def geometry(detectors, ndim, n_directions):
     weights (C, Q) (sr for bins, m² sr for telescope lines of sight), table row index (C, Q), scale (C,) m²·s; rows the distinct
     (cos zenith, threshold) pairs (a hashable tuple)."""
     r = readings(detectors)
-    coords, weights = directions(r["lo"], r["hi"], r["omega"], n_directions, r["tent"])
+    coords, weights = directions(r["lo"], r["hi"], r["omega"], n_directions, r["tent"], r["frame"])
     frame = np.broadcast_to(r["frame"][:, None], coords.shape[:2] + r["frame"].shape[1:])
     dirs, factor = line_direction(coords, frame, np.broadcast_to(r["tent"][:, None], coords.shape[:2]), ndim)
     weights = weights * factor

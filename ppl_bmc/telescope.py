@@ -49,18 +49,24 @@ def square_planes_acceptance(side_m: float, separation_m: float) -> float:
     return math.pi * side_m * side_m * f
 
 
-def tent_nodes(n: int):
-    """Gauss-Legendre nodes ``x`` in [0, 1] and weights for the tent density ``2(1 − |2x − 1|)``
-    (exact for polynomials on each half): ``n // 2`` nodes on the left half, the rest on the
-    right (``n ≥ 2``)."""
+def tent_nodes(n: int, start: float = 0.0):
+    """Gauss-Legendre nodes ``x`` in [``start``, 1] and weights for the tent density
+    ``2(1 − |2x − 1|)`` on [0, 1] restricted to [``start``, 1] (exact for polynomials on each side
+    of the peak): where the interval holds both sides, ``n // 2`` nodes on the left one and the
+    rest on the right (``n ≥ 2``); otherwise all ``n`` on the right.  The weights sum to the tent's
+    mass above ``start`` (1 for ``start = 0``).  ``start`` in [0, 1): a line of sight cut by the
+    horizon keeps only its part above it."""
     if n < 2:
         raise ValueError(f"a telescope's lines of sight need n_directions >= 2 per axis, got {n}")
+    if not 0.0 <= start < 1.0:
+        raise ValueError(f"start must be in [0, 1), got {start}")
+    pieces = [(start, 0.5, n // 2), (0.5, 1.0, n - n // 2)] if start < 0.5 else [(start, 1.0, n)]
     xs, ws = [], []
-    for a, m in ((0.0, n // 2), (0.5, n - n // 2)):
+    for a, b, m in pieces:
         g, w = np.polynomial.legendre.leggauss(m)
-        x = a + 0.25 * (g + 1)
+        x = a + 0.5 * (b - a) * (g + 1)
         xs.append(x)
-        ws.append(0.25 * w * 2 * (1 - np.abs(2 * x - 1)))
+        ws.append(0.5 * (b - a) * w * 2 * (1 - np.abs(2 * x - 1)))
     return np.concatenate(xs), np.concatenate(ws)
 
 
