@@ -130,6 +130,9 @@ class GravitySurvey:
         if not isinstance(field, Field) or field.ndim != 3:
             raise ValueError(f"field must be a 3-D ppl_bmc.geometry Field, got {field!r}")
         if isinstance(field, HeightMap):
+            if field.free_heights:
+                raise ValueError("field: gravity is linear in the densities of a fixed surface; a HeightMap with "
+                                 "free_heights is not (make the survey from the terrain with free_heights=False)")
             h = np.asarray(field.surface(jnp.asarray(s[:, :2])), dtype=float)
             inside = field.inside(jnp.asarray(s))
             below = np.flatnonzero((s[:, 2] < h - 1e-6) & np.asarray(inside))

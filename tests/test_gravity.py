@@ -138,3 +138,7 @@ def test_bad_gravity_input():
         GravitySurvey(hill, [[0.0, 0.0, 50.0]], sub=0)
     with pytest.raises(ValueError, match="prisms"):
         prism_gz([[1.0, 0.0, 0.0, 1.0, 0.0, 1.0]], [[0.0, 0.0, 5.0]])
+    import dataclasses
+
+    with pytest.raises(ValueError, match="free_heights"):
+        GravitySurvey(dataclasses.replace(hill, free_heights=True), [[0.0, 0.0, 50.0]])

@@ -329,3 +329,22 @@ def test_affine_fields_path_length_map_equals_the_ray_integrals(name, field, par
         g_dir = jax.grad(lambda p: jnp.sum(jnp.log(direct(p))))(params)
         for a, b in zip(jax.tree_util.tree_leaves(g_map), jax.tree_util.tree_leaves(g_dir)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.slow  # ~17 s (quadrature and BMC compiled in float64); tests/geometry/test_fields.py checks the integrals fast
+def test_free_terrain_heights_in_expected_counts(x64):
+    # A scene whose terrain heights are parameters: at the nominal heights BMC (same key) and the
+    # quadrature give the fixed terrain's counts to rounding; the counts' gradient in the heights
+    # is finite and non-zero where the detectors look (both methods).
+    fixed = HeightMap.pyramid(100.0, 40.0)
+    free = dataclasses.replace(fixed, free_heights=True)
+    dets = [Detector((x, 0.0), np.linspace(-50, 50, 7), exposure_s=DAY) for x in (-10.0, 15.0)]
+    rho = jnp.asarray(2000.0)
+    h = jnp.asarray(fixed.heights)
+    for method in ("quadrature", ppl_bmc.BMC(jax.random.key(3), n_particles=64)):
+        a = np.asarray(ppl_bmc.expected_counts(Scene(fixed, step_m=8.0), rho, dets, method=method))
+        b = np.asarray(ppl_bmc.expected_counts(Scene(free, step_m=8.0), (h, rho), dets, method=method))
+        np.testing.assert_allclose(b, a, rtol=1e-9)
+        g = np.asarray(jax.grad(lambda h: jnp.sum(ppl_bmc.expected_counts(Scene(free, step_m=8.0), (h, rho), dets,
+                                                                            method=method)))(h))
+        assert np.all(np.isfinite(g)) and g[2] < 0, g  # a higher apex: more rock, fewer muons

@@ -31,6 +31,11 @@ class HeightMap(Field):
         The density below the surface: ``None`` → one uniform density (``params`` a scalar,
         kg/m³); a field → its density (``params`` are the fill field's params), e.g. a voxel
         grid for "a shape + voxel perturbation".
+    free_heights : bool
+        The heights are parameters too: ``params = (heights, fill params)`` with ``heights`` of
+        the shape above (m; ``self.heights`` is then their nominal value, which sets nothing but
+        :meth:`surface` without params).  Ray integrals are differentiable in the heights (the
+        crossings move with them); they must stay within the box's z range.
 
     Ray integrals are exact: the segment is cut at the knot planes and where it crosses the
     surface (a linear equation per piece in 2-D, a quadratic per cell in 3-D).
@@ -41,6 +46,7 @@ class HeightMap(Field):
     knots: tuple = ()
     heights: np.ndarray = dc_field(default=None)
     fill: Field | None = None
+    free_heights: bool = False
 
     def __post_init__(self):
         lower, upper = _box(self.lower, self.upper, "HeightMap")
@@ -100,13 +106,20 @@ class HeightMap(Field):
         upper = tuple(k[-1] for k in knots) + (ground_m + float(h.max()),)
         return cls(lower, upper, knots, h, fill)
 
-    def surface(self, horizontal):
-        """Surface height (m) at horizontal positions ``(..., D-1)``."""
+    def _split(self, params, dtype):
+        """``(heights, fill params)`` of ``params``: the heights are ``self.heights`` unless free."""
+        if self.free_heights:
+            return jnp.asarray(params[0], dtype), params[1]
+        return jnp.asarray(self.heights, dtype), params
+
+    def surface(self, horizontal, heights=None):
+        """Surface height (m) at horizontal positions ``(..., D-1)`` (``heights``: the knots'
+        heights, default ``self.heights``)."""
         dt = horizontal.dtype
+        h = jnp.asarray(self.heights if heights is None else heights, dt)
         if self.ndim == 2:
-            return jnp.interp(horizontal[..., 0], jnp.asarray(self.knots[0], dt), jnp.asarray(self.heights, dt))
+            return jnp.interp(horizontal[..., 0], jnp.asarray(self.knots[0], dt), h)
         (i, u), (j, v) = (self._cell(horizontal[..., a], a) for a in range(2))
-        h = jnp.asarray(self.heights, dt)
         return (h[j, i] * (1 - u) * (1 - v) + h[j, i + 1] * u * (1 - v) + h[j + 1, i] * (1 - u) * v
                 + h[j + 1, i + 1] * u * v)
 
@@ -116,18 +129,25 @@ class HeightMap(Field):
         return i, jnp.clip((x - k[i]) / (k[i + 1] - k[i]), 0.0, 1.0)
 
     def value(self, position, params):
-        below = position[..., -1] < self.surface(position[..., :-1])
+        h, params = self._split(params, position.dtype)
+        below = position[..., -1] < self.surface(position[..., :-1], h)
         rho = jnp.asarray(params) if self.fill is None else self.fill.density(position, params)
         return jnp.where(below, rho, 0.0)
 
-    def _surface_crossings(self, p, d, t0, t1, base):
+    def _surface_crossings(self, p, d, t0, t1, base, h):
         if self.ndim == 2:
-            k, h = jnp.asarray(self.knots[0], p.dtype), jnp.asarray(self.heights, p.dtype)
+            k = jnp.asarray(self.knots[0], p.dtype)
             slope = (h[1:] - h[:-1]) / (k[1:] - k[:-1])
             den = d[1] - slope * d[0]
             ok = jnp.abs(den) > 1e-12
             t = (h[:-1] + slope * (p[0] - k[:-1]) - p[1]) / jnp.where(ok, den, 1.0)
-            return jnp.where(ok, t, t1)
+            # only where the crossing lies on its own piece: a spurious root on a piece's
+            # extension changes no integral, but could coincide with a real one (equal heights)
+            # and give the heights a wrong derivative
+            x = p[0] + t * d[0]
+            tol = 1e-9 * (k[-1] - k[0])
+            on = (x >= k[:-1] - tol) & (x <= k[1:] + tol)
+            return jnp.where(ok & on, t, t1)
         # 3-D: within each piece between knot planes the ray is in one bilinear cell: h(t) − z(t)
         # is a quadratic in t, solved for its (up to) two roots.
         tp = jnp.sort(jnp.concatenate([jnp.stack([t0, t1]), jnp.clip(base, t0, t1)]))
@@ -135,7 +155,7 @@ class HeightMap(Field):
         x = p[None, :] + mid[:, None] * d
         (i, _), (j, _) = (self._cell(x[:, a], a) for a in range(2))
         kx, ky = (jnp.asarray(k, p.dtype) for k in self.knots)
-        hh = jnp.asarray(self.heights, p.dtype)
+        hh = h
         wx, wy = kx[i + 1] - kx[i], ky[j + 1] - ky[j]
         u0, v0 = (p[0] - kx[i]) / wx, (p[1] - ky[j]) / wy
         du, dv = d[0] / wx, d[1] / wy
@@ -157,11 +177,15 @@ class HeightMap(Field):
         real = disc >= 0
         r1 = jnp.where(quad, jnp.where(real, r1, t1), r_lin)
         r2 = jnp.where(quad & real, r2, t1)
-        return jnp.concatenate([r1, r2])
+        # only roots inside their own piece (see the 2-D case)
+        tol = 1e-9 * (tp[-1] - tp[0] + 1.0)
+        own = lambda r: jnp.where((r >= tp[:-1] - tol) & (r <= tp[1:] + tol), r, t1)
+        return jnp.concatenate([own(r1), own(r2)])
 
     def breakpoints(self, p, d, t0, t1, params, max_span=None):
+        h, params = self._split(params, p.dtype)
         base = jnp.concatenate([super().breakpoints(p, d, t0, t1, params), plane_crossings(p, d, self.knots, t1)])
-        out = [base, self._surface_crossings(p, d, t0, t1, base)]
+        out = [base, self._surface_crossings(p, d, t0, t1, base, h)]
         if self.fill is not None:
             out.append(self.fill.breakpoints(p, d, t0, t1, params, max_span))
         return jnp.concatenate(out)
@@ -184,27 +208,45 @@ class HeightMap(Field):
     def _walk_steps(self, p, d, step_m, n_steps: int, params):
         """:meth:`step_integrals` by walking a uniform or voxel fill's voxels, cut where the ray
         crosses the surface, the knot planes or this box (one small sort of those cuts)."""
+        h, params = self._split(params, p.dtype)
         if self.fill is None:
             values, lower, size = jnp.reshape(jnp.asarray(params), (1,) * self.ndim), self.lower, np.subtract(self.upper, self.lower)
         else:
             values, lower, size = self.fill._values(params), self.fill.lower, self.fill.voxel_size
         end = step_m * n_steps
         base = jnp.concatenate([super().breakpoints(p, d, 0.0, end, params), plane_crossings(p, d, self.knots, end)])
-        cuts = jnp.sort(jnp.concatenate([base, self._surface_crossings(p, d, 0.0, end, base)]))
+        cuts = jnp.sort(jnp.concatenate([base, self._surface_crossings(p, d, 0.0, end, base, h)]))
         # matter or air is constant between consecutive cuts: decide it once per interval
         t = jnp.concatenate([cuts[:1] - 1.0, 0.5 * (cuts[1:] + cuts[:-1]), cuts[-1:] + 1.0])
         x = p + t[:, None] * d
-        below = self.inside(x) & (x[:, -1] < self.surface(x[:, :-1]))
+        below = self.inside(x) & (x[:, -1] < self.surface(x[:, :-1], h))
         return voxel_walk_steps(values, p, d, lower, size, step_m, n_steps, extra=cuts, factor=below)
 
     @property
     def affine(self) -> bool:
-        return self.fill is None or self.fill.affine  # the surface does not move with params
+        # fixed heights: the surface does not move with params; free ones do (not affine)
+        return not self.free_heights and (self.fill is None or self.fill.affine)
 
     def params_shape(self):
-        return () if self.fill is None else self.fill.params_shape()
+        inner = () if self.fill is None else self.fill.params_shape()
+        return (self.heights.shape, inner) if self.free_heights else inner
 
     def check_params(self, params, name="params"):
+        if self.free_heights:
+            if not isinstance(params, (tuple, list)) or len(params) != 2:
+                raise ValueError(f"{name} must be (heights, fill params) for a HeightMap with free_heights, got "
+                                 f"{type(params).__name__}")
+            h = _checks.float_array(params[0], f"{name}[0] (heights)", shape=self.heights.shape)
+            if _checks.is_concrete(h):
+                lo, hi = self.lower[-1], self.upper[-1]
+                v = np.asarray(h)
+                if not np.all((v >= lo) & (v <= hi)):
+                    raise ValueError(f"{name}[0] (heights) must be in the box's z range [{lo:g}, {hi:g}] m, got "
+                                     f"values in [{v.min():g}, {v.max():g}]")
+            return (h, self._check_fill(params[1], f"{name}[1]"))
+        return self._check_fill(params, name)
+
+    def _check_fill(self, params, name):
         if self.fill is not None:
             return self.fill.check_params(params, name)
         return _nonnegative(_checks.float_array(params, name, shape=()), f"{name} (fill density)")

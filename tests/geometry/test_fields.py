@@ -263,3 +263,50 @@ def test_terrain_walk_matches_the_sorted_breakpoints(case, x64):
     flat_top = HeightMap(f.lower, f.upper, f.knots, np.full_like(f.heights, f.upper[-1]), f.fill)
     c = np.asarray(jax.vmap(lambda p, d: flat_top._walk_steps(p, d, step, n, jnp.asarray(q)))(p, d))
     assert np.abs(c - b).max() > 1e-2 * b.max()
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_free_heights_are_parameters_with_exact_gradients(ndim, x64):
+    # A height map whose heights are parameters: the same integrals as the fixed map at the
+    # nominal heights (to rounding), and their gradient in the heights equals central
+    # differences of the exact integrals (float64, step 1e-4 m: the integral is piecewise
+    # quadratic in a height, so the difference's error is ~1e-8 of the derivative).
+    import dataclasses
+
+    import jax
+
+    if ndim == 2:
+        fixed, rho = HeightMap.pyramid(120.0, 80.0, margin_m=10.0), 2300.0
+    else:
+        fixed, rho = HeightMap.volcano(45.0, 55.0, crater_radius_m=8.0, ndim=3, n_knots=5), 2300.0
+    free = dataclasses.replace(fixed, free_heights=True)
+    assert free.params_shape() == (fixed.heights.shape, ()) and not free.affine
+    h0 = jnp.asarray(fixed.lower[-1] + 0.5 + 0.9 * (fixed.heights - fixed.lower[-1]))  # moved, inside the box
+    rays = _hard_rays(VoxelGrid(fixed.lower, fixed.upper, (1,) * ndim), np.random.default_rng(5), 30)
+    p, d = (jnp.asarray(np.stack(x)) for x in zip(*rays))
+
+    def opacities(field, params):
+        def one(p, d):
+            t_in, t_out = box_interval(p, d, field.lower, field.upper)
+            return field.integrate(p, d, t_in, t_out, params)
+        return jax.vmap(one)(p, d)
+
+    nominal = np.asarray(opacities(fixed, jnp.asarray(rho)))
+    np.testing.assert_allclose(np.asarray(opacities(free, (jnp.asarray(fixed.heights), jnp.asarray(rho)))), nominal,
+                               rtol=1e-12, atol=1e-9 * nominal.max())
+    w = jnp.asarray(np.random.default_rng(6).normal(size=len(rays)))
+    loss = jax.jit(lambda h: jnp.sum(w * opacities(free, (h, jnp.asarray(rho)))))
+    grad = np.asarray(jax.grad(loss)(h0))
+    eps = 1e-4
+    fd = np.zeros(h0.shape)
+    for idx in np.ndindex(h0.shape):
+        e = np.zeros(h0.shape)
+        e[idx] = eps
+        fd[idx] = (float(loss(h0 + e)) - float(loss(h0 - e))) / (2 * eps)
+    assert np.count_nonzero(np.abs(fd) > 1e-3 * np.abs(fd).max()) >= 3  # several knots are seen by the rays
+    np.testing.assert_allclose(grad, fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+    # a height outside the box's z range is refused, naming the argument
+    with pytest.raises(ValueError, match=r"params\[0\] \(heights\) must be in the box's z range"):
+        free.check_params((np.asarray(fixed.heights) + 1e3, rho))
+    with pytest.raises(ValueError, match=r"must be \(heights, fill params\)"):
+        free.check_params(rho)
