@@ -14,7 +14,14 @@ Printed: the budget, the per-bin MC error of the expected counts at the quadratu
 worst bin, in Poisson sd, 8 keys), the RMS over the pyramid's voxels of the shift between two
 BMC keys and of each from the quadrature, in posterior sd, and the wall times.
 
-Run: ``python benchmarks/bench_bmc_keys.py`` (``--grid 8``, ``--quick`` for a smoke run).
+``--nuts N``: also NUTS (2 chains × N draws after N warmup, the same sampler key for every run,
+started at the quadrature Laplace mode with its covariance as mass matrix) with the quadrature
+and with BMC at the two keys; the posterior means' RMS shifts in posterior sd (the
+quadrature run's sd), next to the shift that NUTS's own Monte-Carlo error alone would give
+(√(Σ se²) from each voxel's bulk ESS), so the likelihood key's share can be read off.
+
+Run: ``python benchmarks/bench_bmc_keys.py`` (``--grid 8``, ``--nuts 1000``, ``--quick`` for a
+smoke run).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3000, help="SVI steps of each MAP")
+    parser.add_argument("--nuts", type=int, default=0, help="also NUTS with this many warmup and draws per chain")
     parser.add_argument("--quick", action="store_true", help="4 × 4 grid, 300 steps (smoke run)")
     args = parser.parse_args(argv)
     grid, steps = (4, 300) if args.quick else (args.grid, args.steps)
@@ -106,6 +114,59 @@ def main(argv=None):
           f"{int(inside.sum())} voxels; want <= 0.1)")
     print(f"mode shift BMC - quadrature: {rms(modes[0], mode_q):.3f} and {rms(modes[1], mode_q):.3f} posterior sd "
           f"(want <= 0.2)")
+    if args.nuts:
+        out.update(nuts_shifts(data, grid, n, inside, lap, 20 if args.quick else args.nuts))
+    return out
+
+
+def nuts_shifts(data, grid, n, inside, lap, draws):
+    """NUTS posterior means of the log-density with the quadrature and with BMC at keys 21 and 22
+    (the same sampler key for all three), their RMS shifts in posterior sd, and the RMS shift
+    NUTS's own Monte-Carlo error would give alone.
+
+    Every run starts at the quadrature Laplace mode with the Laplace covariance as its (dense,
+    fixed) inverse mass matrix and adapts only the step size: the posterior is narrow (log-density
+    sd ~0.01-0.05), and a mass matrix learnt from scratch costs ~1000 leapfrog steps per warmup
+    iteration, hours with a BMC gradient on this CPU.
+    """
+    from numpyro.diagnostics import effective_sample_size
+    from numpyro.infer import MCMC, NUTS, init_to_value
+
+    gm = ppl_bmc.nppl.GMRF((grid, grid), hv.DEFAULTS["length_voxels"])
+    runs = {}
+    for name, cfg, key in (("quadrature", {"method": "quadrature"}, 1), ("bmc21", {"method": "bmc", "n_particles": n}, 21),
+                           ("bmc22", {"method": "bmc", "n_particles": n}, 22)):
+        t0 = time.perf_counter()
+        model, kw = hv.build(cfg, data, key=jax.random.key(key), grid=grid)
+        kernel = NUTS(model, dense_mass=True, inverse_mass_matrix=jnp.asarray(lap.cov), adapt_mass_matrix=False,
+                      init_strategy=init_to_value(values=lap.map.params))
+        mcmc = MCMC(kernel, num_warmup=draws, num_samples=draws, num_chains=2, chain_method="sequential",
+                    progress_bar=False)
+        mcmc.run(jax.random.key(7), extra_fields=("diverging", "num_steps"), **kw)
+        white = np.asarray(mcmc.get_samples(group_by_chain=True)["log_density_white"])
+        post = np.log(hv.DEFAULTS["density"]) + hv.DEFAULTS["sd_log"] * np.asarray(
+            jax.vmap(jax.vmap(gm.transform))(jnp.asarray(white)))
+        ess = np.asarray(effective_sample_size(post))
+        flat = post.reshape((-1,) + post.shape[2:])
+        runs[name] = (flat.mean(0), flat.std(0), ess)
+        extra = mcmc.get_extra_fields()
+        print(f"NUTS {name}: {time.perf_counter() - t0:.0f} s, 2 × {draws} draws, "
+              f"{int(np.sum(extra['diverging']))} divergences, {np.mean(extra['num_steps']):.1f} leapfrog steps per draw, "
+              f"bulk ESS inside {ess[inside].min():.0f}-{ess[inside].max():.0f}")
+    sd = runs["quadrature"][1]
+
+    def shift(a, b):
+        (ma, sa, ea), (mb, sb, eb) = runs[a], runs[b]
+        observed = float(np.sqrt(np.mean(((ma - mb) / sd)[inside] ** 2)))
+        noise = float(np.sqrt(np.mean(((sa**2 / ea + sb**2 / eb) / sd**2)[inside])))
+        print(f"NUTS posterior-mean shift {a} - {b}: {observed:.3f} posterior sd RMS over voxels "
+              f"(NUTS's own error alone: {noise:.3f}; key share ≈ {np.sqrt(max(observed**2 - noise**2, 0.0)):.3f})")
+        return observed, noise
+
+    out = {}
+    out["nuts_shift_keys"], out["nuts_noise_keys"] = shift("bmc21", "bmc22")
+    for k in ("bmc21", "bmc22"):
+        out[f"nuts_shift_quadrature_{k}"], out[f"nuts_noise_quadrature_{k}"] = shift(k, "quadrature")
     return out
 
 

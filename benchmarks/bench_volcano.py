@@ -7,7 +7,12 @@ MAP see it.  Printed per method: the first call (tabulation and compilation) and
 ``--repeat`` later calls, in ms.  The BMC variant replaces the quadrature by backward Monte-Carlo
 with ``--particles`` per line of sight (replay adjoint).
 
-Run: ``python benchmarks/bench_volcano.py`` (``--grid 16``; ``--quick`` for a smoke run).
+``--nuts N``: also NUTS on the quadrature model (2 chains, N warmup and N draws each): wall time,
+leapfrog steps per draw, divergences, r̂, bulk ESS of the densities and the nuisances, and the time
+per effective sample (wall time / the smallest bulk ESS over every latent element).
+
+Run: ``python benchmarks/bench_volcano.py`` (``--grid 16``, ``--nuts 500``; ``--quick`` for a smoke
+run).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import init_to_median
 from numpyro.infer.util import initialize_model
@@ -51,6 +57,7 @@ def main(argv=None):
     parser.add_argument("--particles", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--map-steps", type=int, default=3000)
+    parser.add_argument("--nuts", type=int, default=0, help="also NUTS: this many warmup and draws per chain")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (grid 4, few pixels)")
     args = parser.parse_args(argv)
     over = {"grid": args.grid}
@@ -98,7 +105,32 @@ def main(argv=None):
     loc = vm.locate(vm.map_log_density(fit, cfg), cfg)
     print(f"MAP ({args.map_steps} steps, quadrature, converged={fit.converged}): {out['map_s']:.1f} s; conduit {loc['conduit_distance']} and "
           f"low-density zone {loc['zone_distance']} voxel(s) from the true bodies")
+    if args.nuts:
+        out.update(nuts(model, kw, 20 if args.quick else args.nuts))
     return out
+
+
+def nuts(model, kw, draws):
+    """NUTS on the quadrature model: time per effective sample (the smallest bulk ESS over every
+    latent element, in the unconstrained space NUTS moves in)."""
+    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+    t0 = time.perf_counter()
+    fit = infer.run_nuts(model, rng_key=jax.random.key(3), num_warmup=draws, num_samples=draws, num_chains=2, **kw)
+    wall = time.perf_counter() - t0
+    z = {k: np.asarray(v) for k, v in fit.z.items()}
+    ess = {k: np.asarray(effective_sample_size(v)).ravel() for k, v in z.items()}
+    rhat = max(float(np.max(split_gelman_rubin(v))) for v in z.values())
+    low = min(ess, key=lambda k: ess[k].min())
+    per = wall / ess[low].min()
+    steps = fit.get_extra_fields()["num_steps"]
+    print(f"NUTS (quadrature, 2 chains × {draws} warmup + {draws} draws): {wall:.0f} s incl. compilation, "
+          f"{steps.mean():.0f} leapfrog steps per draw (max {steps.max()}), {int(fit.stats['diverging'].sum())} divergences, "
+          f"max r̂ {rhat:.3f}")
+    print("  bulk ESS (min / median per site): " + ", ".join(
+        f"{k} {v.min():.0f}/{np.median(v):.0f}" for k, v in ess.items()))
+    print(f"  time per effective sample: {per:.2f} s (smallest ESS: {low}, {ess[low].min():.0f})")
+    return {"nuts_s": wall, "nuts_s_per_ess": per, "nuts_min_ess": float(ess[low].min()), "nuts_rhat": rhat}
 
 
 if __name__ == "__main__":

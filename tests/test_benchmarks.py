@@ -9,8 +9,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_quick(script, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", [script, "--quick"])
+def run_quick(script, capsys, monkeypatch, *extra):
+    monkeypatch.setattr(sys, "argv", [script, "--quick", *extra])
     try:
         runpy.run_path(os.path.join(ROOT, "benchmarks", script), run_name="__main__")
     except SystemExit as stop:
@@ -53,10 +53,11 @@ def test_bmc_key_shift_on_a_small_grid(capsys):
     assert res["shift_keys"] <= 0.1 and res["shift_quadrature"] <= 0.2, res
 
 
-@pytest.mark.slow  # ~60 s on 2 cores (the BMC gradient compiles for ~30 s)
+@pytest.mark.slow  # ~70 s on 2 cores (the BMC gradient compiles for ~30 s)
 def test_volcano_benchmark_quick(capsys, monkeypatch):
-    out = run_quick("bench_volcano.py", capsys, monkeypatch)
+    out = run_quick("bench_volcano.py", capsys, monkeypatch, "--nuts", "20")
     assert "quadrature value+gradient" in out and "BMC value+gradient" in out and "MAP (" in out
+    assert "time per effective sample" in out
 
 
 @pytest.mark.slow  # ~40 s on 2 cores: two processes (1 and 2 host devices) compile BMC gradients
