@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +65,7 @@ def make_kernel(
     model,
     *,
     kernel: str = "nuts",
-    dense_mass: bool = False,
+    dense_mass: bool | Sequence[tuple[str, ...]] = False,
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     num_steps: int | None = None,
@@ -77,8 +77,11 @@ def make_kernel(
     Parameters
     ----------
     kernel : {"nuts", "hmc"}
-    dense_mass : bool
-        Dense (full covariance) mass matrix instead of a diagonal one, adapted during warmup.
+    dense_mass : bool or sequence of tuples of site names
+        ``True``: a dense (full covariance) mass matrix instead of a diagonal one, adapted during
+        warmup; a structured one as NumPyro takes it, e.g. ``[("efficiency", "sky_norm")]``: a
+        dense block over those latent sites, diagonal elsewhere (cheap where a few nuisances
+        trade against each other beside thousands of voxels).
     target_accept_prob : float in (0, 1)
         Step-size adaptation target.
     max_tree_depth : int ≥ 1
@@ -91,7 +94,9 @@ def make_kernel(
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if not 0.0 < target_accept_prob < 1.0:
         raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
-    common = dict(dense_mass=bool(dense_mass), target_accept_prob=float(target_accept_prob), init_strategy=init_strategy)
+    dense_mass = _dense_mass(dense_mass)
+    common = dict(dense_mass=dense_mass if isinstance(dense_mass, bool) else list(dense_mass),  # NumPyro wants a list
+                  target_accept_prob=float(target_accept_prob), init_strategy=init_strategy)
     if kernel == "nuts":
         if num_steps is not None or trajectory_length is not None:
             raise ValueError("num_steps and trajectory_length apply to kernel='hmc' only")
@@ -107,6 +112,21 @@ def make_kernel(
     kw = {"trajectory_length": None} if num_steps is not None else {} if trajectory_length is None else {
         "trajectory_length": float(trajectory_length)}
     return HMC(model, num_steps=num_steps, **kw, **common)
+
+
+def _dense_mass(value):
+    """``dense_mass`` as a bool, or as a tuple of tuples of site names (comparable, picklable)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    try:
+        blocks = None if isinstance(value, str) or any(isinstance(b, str) for b in value) else \
+            tuple(tuple(block) for block in value)
+    except TypeError:
+        blocks = None
+    if not blocks or not all(blocks) or not all(isinstance(n, str) for block in blocks for n in block):
+        raise ValueError(f"dense_mass must be a bool or a sequence of tuples of latent site names, e.g. "
+                         f"[('a', 'b')], got {value!r}")
+    return blocks
 
 
 def _check_sizes(num_warmup, num_samples, num_chains):
@@ -287,7 +307,7 @@ def run_mcmc(
     num_samples: int = 500,
     num_chains: int = 2,
     kernel: str = "nuts",
-    dense_mass: bool = False,
+    dense_mass: bool | Sequence[tuple[str, ...]] = False,
     target_accept_prob: float = 0.8,
     chain_method: str | None = None,
     max_tree_depth: int = 10,
@@ -333,7 +353,7 @@ def run_mcmc(
     McmcResult
     """
     _check_sizes(num_warmup, num_samples, num_chains)
-    settings = dict(kernel=kernel, dense_mass=bool(dense_mass), target_accept_prob=float(target_accept_prob),
+    settings = dict(kernel=kernel, dense_mass=_dense_mass(dense_mass), target_accept_prob=float(target_accept_prob),
                     max_tree_depth=int(max_tree_depth), num_steps=num_steps, trajectory_length=trajectory_length)
     if resume is not None:
         saved = {k: resume.settings.get(k) for k in settings}

@@ -107,6 +107,9 @@ def test_bad_sampler_arguments():
         infer.run_nuts(gaussian, rng_key=jax.random.key(0), num_steps=5, y=Y)
     with pytest.raises(ValueError, match="run_nuts: kernel is 'nuts'"):
         infer.run_nuts(gaussian, rng_key=jax.random.key(0), kernel="hmc", y=Y)
+    for bad in (["mu"], [()], 3):  # a block is a tuple of site names, not a name
+        with pytest.raises(ValueError, match="dense_mass must be a bool or a sequence of tuples"):
+            infer.make_kernel(gaussian, dense_mass=bad)
 
 
 def test_mcmc_result_reads_like_numpyro_mcmc(blocks, capsys):
@@ -146,7 +149,8 @@ def test_run_hmc_and_run_nuts_give_five_groups():
     import arviz as az
 
     for run in (infer.run_hmc, infer.run_nuts):
-        kw = {"num_steps": 5} if run is infer.run_hmc else {}
+        # NUTS with a structured mass matrix: a dense block over the named sites (here the only one)
+        kw = {"num_steps": 5} if run is infer.run_hmc else {"dense_mass": [("mu",)]}
         mcmc = run(gaussian, rng_key=jax.random.key(2), num_warmup=100, num_samples=200, num_chains=1, y=Y, **kw)
         assert isinstance(mcmc, infer.McmcResult) and mcmc.kernel == run.__name__[4:]
         data = infer.to_inference_data(mcmc)

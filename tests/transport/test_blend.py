@@ -60,7 +60,7 @@ DETS = [Detector((-10.0, 0.0), np.linspace(-30, 30, 3), exposure_s=86400.0)]
 FRACTIONS = np.random.default_rng(4).uniform(0.1, 0.9, (4, 3))
 
 
-@pytest.mark.parametrize("scattering", [False, True])
+@pytest.mark.parametrize("scattering", [pytest.param(False, marks=pytest.mark.slow), True])  # ~15 s each
 def test_a_blend_of_one_material_is_that_material(x64, scattering):
     # by mass, rock split into two "materials" that are both rock: every estimate is the plain
     # rock scene's (same key) to float rounding, with and without scattering
