@@ -28,10 +28,9 @@ from ppl_bmc.infer.noise import MCNoise, MCNoiseWarning, mc_noise
 from ppl_bmc.infer.checkpoint import Checkpoint
 from ppl_bmc.infer.laplace import LaplaceResult, laplace
 from ppl_bmc.infer.map import MapResult, fit_map
+from ppl_bmc.infer.kernels import default_chain_method, make_kernel
 from ppl_bmc.infer.mcmc import (
     McmcResult,
-    default_chain_method,
-    make_kernel,
     run_hmc,
     run_mcmc,
     run_nuts,
