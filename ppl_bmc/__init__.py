@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import importlib
 
+from ppl_bmc import _xla
+
 __version__ = "0.1.0"
+
+_xla.apply()  # before JAX starts: an XLA option that keeps vectorised likelihoods right (ppl_bmc/_xla.py)
 
 #: public name -> (module, attribute or None for the module itself)
 _LAZY = {
