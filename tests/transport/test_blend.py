@@ -142,8 +142,8 @@ def _stack_flux(case, key, n_particles=2048, replicas=4):
     return np.mean(out), np.std(out, ddof=1) / np.sqrt(replicas)
 
 
-@pytest.mark.parametrize("name", ["water_over_rock", "air_void"] + [
-    pytest.param(n, marks=pytest.mark.slow) for n in ("rock", "rock_over_water", "water_void", "ice_over_rock")])
+@pytest.mark.parametrize("name", ["water_over_rock"] + [
+    pytest.param(n, marks=pytest.mark.slow) for n in ("air_void", "rock", "rock_over_water", "water_void", "ice_over_rock")])
 def test_layered_compositions_agree_with_mulder(name):
     # CSDA through stacks of horizontal layers of different materials, at 0° and 60° (~7 s per
     # stack): the issue asks for 1 % of mulder; measured within 0.05 % (-0.014 % to -0.047 %, the
