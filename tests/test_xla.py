@@ -56,7 +56,9 @@ def test_the_option_is_what_makes_the_vectorised_likelihood_right():
 
 def test_the_hidden_void_potential_is_the_same_over_64_draws_at_once():
     # what NumPyro's vectorized chains and Predictive compile: the model's potential under
-    # jit(vmap) over 64 draws equals each draw's potential (float32: sums of ~1e5, 1e-5 relative)
+    # jit(vmap) over 64 draws equals each draw's potential.  Tolerance 0.5 absolute: the potential
+    # (1e3–1e4) is what is left of 72 Poisson terms of ~1e5 each, so float32 rounding moves it by
+    # up to ~0.05 (measured 0.04 on jax 0.10.2); the miscompilation moves it by Σμ ≈ 5e5
     import jax
     import jax.numpy as jnp
     from numpyro.infer.util import potential_energy
@@ -69,7 +71,7 @@ def test_the_hidden_void_potential_is_the_same_over_64_draws_at_once():
     pe = lambda w: potential_energy(model, (), kw, {"log_density_white": w})
     together = np.asarray(jax.jit(jax.vmap(pe))(white))
     alone = np.array([float(jax.jit(pe)(w)) for w in white])
-    np.testing.assert_allclose(together, alone, rtol=1e-5)
+    np.testing.assert_allclose(together, alone, rtol=0, atol=0.5)
 
 
 def test_a_users_own_setting_is_kept_and_a_late_import_warns():
