@@ -1,17 +1,19 @@
 """Work-around for an XLA miscompilation on the CPU: switched on when ``ppl_bmc`` is imported.
 
-jaxlib 0.12.0.1 (not 0.10.2) on the CPU returns wrong values for some vectorised functions
-whose reductions XLA hands to YNNPACK: ``jax.jit(jax.vmap(f))``, with ``f`` a table gather, a
-weighted sum, a reshape and a Poisson log-likelihood ``sum(counts·log μ − μ)`` (the shape of a
+jaxlib on the CPU returns wrong values for some vectorised functions whose reductions XLA
+hands to YNNPACK.  On 0.12.0.1, ``jax.jit(jax.vmap(f))``, with ``f`` a table gather, a weighted
+sum, a reshape and a Poisson log-likelihood ``sum(counts·log μ − μ)`` (the shape of a
 quadrature likelihood), drops the ``− μ`` part once the batched arrays pass ~2¹⁵ elements
 (measured: 64 draws of the hidden-void model, 72 readings × 8 rays, gave a potential of −1.3e6
 instead of 1.4e5, while 32 draws, or each alone, are right; 2 draws of 2400 readings × 8 rays
-are already wrong).  That is what NumPyro's ``chain_method="vectorized"`` and vectorised
-predictive passes compile.  XLA's option ``--xla_cpu_experimental_ynn_fusion_type=-reduce``
-(that fusion switched off; named in jax-ml/jax#37465 for a slowdown of the same fusion) gives
-the right values.  Its cost: the paper's toy (reductions over 10⁵ particles) runs ~2× slower;
-the BMC and quadrature scenes of benchmarks/bench_muography.py are unchanged within noise.
-tests/test_xla.py reproduces the bug without the option and checks the model with it.
+are already wrong).  On 0.10.2 that case is right, but 64 inputs of 720 readings are 8 % off in
+the sum, and the per-reading terms (no sum) of 13 582 of 46 080 readings are wrong by up to 80 %.
+That is what NumPyro's ``chain_method="vectorized"`` and vectorised predictive passes compile.
+XLA's option ``--xla_cpu_experimental_ynn_fusion_type=-reduce`` (that fusion switched off; named
+in jax-ml/jax#37465 for a slowdown of the same fusion) gives the right values on both.  Its cost
+on 0.12: the paper's toy (reductions over 10⁵ particles) runs ~2× slower; the BMC and quadrature
+scenes of benchmarks/bench_muography.py are unchanged within noise.  tests/test_xla.py
+reproduces the bug without the option and checks the model with it.
 
 XLA reads ``XLA_FLAGS`` once, when JAX starts its first back end: importing ``ppl_bmc`` before
 any JAX computation is enough.  A user who sets the option in ``XLA_FLAGS`` (any value) keeps
@@ -33,13 +35,13 @@ _NAME = "xla_cpu_experimental_ynn_fusion_type"
 
 
 def affected(version: str) -> bool:
-    """Whether jaxlib ``version`` offloads reductions to YNNPACK (0.11 and later; 0.10.2 gives
-    the right values without the option)."""
+    """Whether jaxlib ``version`` needs the option: the releases this package supports (0.10.2
+    gets other shapes wrong without it, see the module's docstring) and later ones."""
     try:
         major, minor = (int(p) for p in version.split(".")[:2])
     except ValueError:
         return True  # an unusual version string: the option is harmless, keep it
-    return (major, minor) >= (0, 11)
+    return (major, minor) >= (0, 10)  # older releases may not know the option (XLA aborts on those)
 
 
 def _jax_started(modules) -> bool:

@@ -17,14 +17,14 @@ REPRODUCER = """
 import jax, jax.numpy as jnp, numpy as np
 rng = np.random.default_rng(0)
 table = jnp.asarray(rng.uniform(-5, 5, (24, 200)), jnp.float32)
-row = jnp.asarray(rng.integers(0, 24, (72, 8)), jnp.int32)
-weights = jnp.asarray(rng.uniform(0, 1, (72, 8)), jnp.float32)
-counts = jnp.asarray(rng.poisson(1000, (3, 24)), jnp.float32)
+row = jnp.asarray(rng.integers(0, 24, (720, 8)), jnp.int32)
+weights = jnp.asarray(rng.uniform(0, 1, (720, 8)), jnp.float32)
+counts = jnp.asarray(rng.poisson(1000, (3, 240)), jnp.float32)
 def loglik(x):
     i = jnp.clip(jnp.floor(x * 199).astype(jnp.int32), 0, 198)
-    mu = (1e3 * jnp.sum(weights * jnp.exp(table[row, i]), axis=1)).reshape(3, 24)
+    mu = (1e3 * jnp.sum(weights * jnp.exp(table[row, i]), axis=1)).reshape(3, 240)
     return jnp.sum(counts * jnp.log(mu) - mu)
-x = jnp.asarray(rng.uniform(0, 1, (64, 72, 8)), jnp.float32)
+x = jnp.asarray(rng.uniform(0, 1, (64, 720, 8)), jnp.float32)
 together = np.asarray(jax.jit(jax.vmap(loglik))(x))
 alone = np.array([float(loglik(a)) for a in x])
 print(float(np.max(np.abs(together - alone) / np.abs(alone))))
@@ -45,12 +45,13 @@ def test_importing_ppl_bmc_sets_the_option():
         assert _xla.YNN_OPTION in os.environ["XLA_FLAGS"]
 
 
-@pytest.mark.skipif(not _xla.affected(metadata.version("jaxlib")), reason="this jaxlib computes it right without the option")
+@pytest.mark.skipif(not _xla.affected(metadata.version("jaxlib")), reason="this jaxlib has no such option")
 def test_the_option_is_what_makes_the_vectorised_likelihood_right():
-    # jaxlib 0.12.0.1: without the option the vectorised log-likelihood loses its −μ term (a
-    # relative error ~1); with it, float32 rounding.  When a jaxlib release fixes the bug the
-    # first assertion fails: then ppl_bmc._xla.affected can exclude that release.
-    assert _reproduce("") > 0.1
+    # without the option the vectorised log-likelihood of 64 inputs × 720 readings is wrong on
+    # both stacks (jaxlib 0.12.0.1 loses its −μ term: relative error ~1; 0.10.2: 0.08); with it,
+    # float32 rounding.  When a jaxlib release fixes the bug the first assertion fails: then
+    # ppl_bmc._xla.affected can exclude that release.
+    assert _reproduce("") > 0.05
     assert _reproduce(_xla.YNN_OPTION) < 1e-5
 
 
@@ -81,7 +82,7 @@ def test_a_users_own_setting_is_kept_and_a_late_import_warns():
     assert _xla.apply(env, modules={}, version="0.12.0.1")
     assert env["XLA_FLAGS"] == "--xla_backend_optimization_level=1 " + _xla.YNN_OPTION
     env = {}
-    assert not _xla.apply(env, modules={}, version="0.10.2") and env == {}
+    assert not _xla.apply(env, modules={}, version="0.9.2") and env == {}  # may not know the option
     # JAX already started in this process (the tests ran computations): too late, say so
     env = {}
     with pytest.warns(RuntimeWarning, match="import ppl_bmc first"):
