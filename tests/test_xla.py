@@ -47,15 +47,19 @@ def test_importing_ppl_bmc_sets_the_option():
 
 @pytest.mark.skipif(not _xla.affected(metadata.version("jaxlib")), reason="this jaxlib has no such option")
 def test_the_option_is_what_makes_the_vectorised_likelihood_right():
-    # without the option the vectorised log-likelihood of 64 inputs × 720 readings is wrong on
-    # both stacks (jaxlib 0.12.0.1 loses its −μ term: relative error ~1; 0.10.2: 0.08); with it,
-    # float32 rounding.  When a jaxlib release fixes the bug the first assertion fails: then
-    # ppl_bmc._xla.affected can exclude that release.
-    assert _reproduce("") > 0.05
+    # with the option the vectorised log-likelihood of 64 inputs × 720 readings is each input's
+    # (float32 rounding); without it, on this project's 2-core CI machine, it is wrong on both
+    # stacks (jaxlib 0.12.0.1 loses its −μ term: relative error ~1; 0.10.2: 0.08) — the check
+    # above can fail.  Where the bug does not reproduce (another CPU, a fixed jaxlib) the test
+    # says so by skipping.
     assert _reproduce(_xla.YNN_OPTION) < 1e-5
+    without = _reproduce("")
+    if without <= 0.05:  # the fusion is chosen per CPU: another machine may not reproduce it
+        pytest.skip(f"this CPU computes the reproducer right without the option too (relative error {without:.1e})")
 
 
 def test_the_hidden_void_potential_is_the_same_over_64_draws_at_once():
+    # (this shape is wrong without the option on jaxlib 0.12.0.1 only; 0.10.2 gets it right)
     # what NumPyro's vectorized chains and Predictive compile: the model's potential under
     # jit(vmap) over 64 draws equals each draw's potential.  Tolerance 0.5 absolute: the potential
     # (1e3–1e4) is what is left of 72 Poisson terms of ~1e5 each, so float32 rounding moves it by
@@ -83,7 +87,11 @@ def test_a_users_own_setting_is_kept_and_a_late_import_warns():
     assert env["XLA_FLAGS"] == "--xla_backend_optimization_level=1 " + _xla.YNN_OPTION
     env = {}
     assert not _xla.apply(env, modules={}, version="0.9.2") and env == {}  # may not know the option
-    # JAX already started in this process (the tests ran computations): too late, say so
+    assert not _xla.apply(env, modules={}, version="0.13.0") and env == {}  # beyond the pin: unchecked
+    # JAX already started in this process: too late, say so
+    import jax
+
+    jax.devices()
     env = {}
     with pytest.warns(RuntimeWarning, match="import ppl_bmc first"):
         assert not _xla.apply(env, modules=sys.modules, version="0.12.0.1")
