@@ -14,8 +14,8 @@ in jax-ml/jax#37465 for a slowdown of the same fusion) gives the right values on
 on 0.12: the paper's toy (reductions over 10⁵ particles) runs ~2× slower; the BMC and quadrature
 scenes of benchmarks/bench_muography.py are unchanged within noise; on 0.10.2 the toy is
 unchanged within noise.  The variable is inherited by child processes (notebook kernels, the
-CLI's subprocesses).  tests/test_xla.py
-reproduces the bug without the option and checks the model with it.
+CLI's subprocesses).  tests/test_xla.py reproduces the bug without the option and checks the
+model with it.
 
 XLA reads ``XLA_FLAGS`` once, when JAX starts its first back end: importing ``ppl_bmc`` before
 any JAX computation is enough.  A user who sets the option in ``XLA_FLAGS`` (any value) keeps
