@@ -16,7 +16,7 @@ from ppl_bmc import _xla
 
 __version__ = "0.1.0"
 
-_xla.apply()  # before JAX starts: an XLA option that keeps vectorised likelihoods right (ppl_bmc/_xla.py)
+_xla.apply()  # before JAX starts: XLA options for right values and fast step loops on the CPU (ppl_bmc/_xla.py)
 
 #: public name -> (module, attribute or None for the module itself)
 _LAZY = {

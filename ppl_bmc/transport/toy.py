@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+from jax import lax
 
 from ppl_bmc.transport.kernel import Kernel
 
@@ -41,7 +42,21 @@ def _scaled_sq_distance(x, node):
 
 def _rotate(v, angle):
     c, s = jnp.cos(angle), jnp.sin(angle)
+    return _rotate_cs(v, c, s)
+
+
+def _rotate_cs(v, c, s):
     return jnp.stack([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def _turn(v, angle):
+    """``_rotate`` for the turn angle, |angle| ≤ TURN·π/2 ≈ 0.0786: Taylor series of sin to a⁹ and
+    cos to a¹⁰ (first omitted terms a¹¹/11! ≈ 1.8e-20 and a¹²/12! ≈ 1.2e-22, below float64
+    rounding), a few multiply-adds instead of two range-reduced transcendental functions."""
+    a2 = angle * angle
+    s = angle * (1 + a2 * (-1 / 6 + a2 * (1 / 120 + a2 * (-1 / 5040 + a2 / 362880))))
+    c = 1 + a2 * (-1 / 2 + a2 * (1 / 24 + a2 * (-1 / 720 + a2 * (1 / 40320 - a2 / 3628800))))
+    return _rotate_cs(v, c, s)
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,9 @@ class ToyKernel(Kernel):
     def step(self, state, params, ctx, u, k):
         position, direction = state
         length, turn = self._move(u, k)
-        direction = _rotate(direction, turn)
+        # the barrier keeps the new direction as one array: without it XLA recomputes the turn in
+        # each consumer (position, direction, weight); toy forward 6.6 -> 5.6 ms on jax 0.12
+        direction = lax.optimization_barrier(_turn(direction, turn))
         position = position + length * direction
         q = _scaled_sq_distance(position, params)
         log_a = -q + math.log(MATERIAL_A / 0.5)
@@ -82,4 +99,4 @@ class ToyKernel(Kernel):
         del params, ctx
         position, direction = state
         length, turn = self._move(u, k)
-        return (position - length * direction, _rotate(direction, -turn))
+        return (position - length * direction, _turn(direction, -turn))
