@@ -20,6 +20,9 @@ from jax.custom_derivatives import SymbolicZero
 
 #: Direction components smaller than this are treated as parallel to a face.
 _PARALLEL = 1e-12
+#: Walks of at most this many steps add each piece to its step by a one-hot mask (elementwise,
+#: vectorised over particles) rather than a scatter (one element at a time on the CPU).
+_ONE_HOT_STEPS = 64
 
 
 def direction(coords, ndim):
@@ -242,7 +245,12 @@ def _walk(grid, values, p, d, step, extra, factor, accumulate: bool):
         voxel = jnp.sum(cell * strides)
         piece = None
         if accumulate:
-            acc = acc.at[k].add(flat[voxel] * length)
+            add = flat[voxel] * length
+            if n_steps <= _ONE_HOT_STEPS:  # elementwise (vectorises under vmap) instead of a scatter
+                hit = (jnp.arange(n_steps) == k).reshape((n_steps,) + (1,) * len(channels))
+                acc = acc + jnp.where(hit, add, jnp.zeros_like(add))
+            else:
+                acc = acc.at[k].add(add)
         else:
             piece = (voxel, k, length)
         cross = (t_face == t_cross) & (t_cross <= nearest)

@@ -195,13 +195,18 @@ def test_voxel_walk_matches_the_sorted_breakpoints(shape, lower, upper, x64):
     # do not accumulate along the walk).
     import jax
 
+    from ppl_bmc.geometry import rays
+
+    assert 20 <= rays._ONE_HOT_STEPS < 80  # both ways of adding a piece to its step are checked below
+
     from ppl_bmc.geometry.field import Field
 
     grid = VoxelGrid(lower, upper, shape)
     rng = np.random.default_rng(sum(shape))
     rho = rng.uniform(500.0, 3000.0, shape)
     diameter = float(np.linalg.norm(np.subtract(upper, lower)))
-    for n, step in ((7, 0.31 * diameter), (20, 0.09 * diameter), (3, 0.2 * diameter)):  # the last stops inside
+    # the last stops inside; 80 steps: above rays._ONE_HOT_STEPS, the scatter path of the walk
+    for n, step in ((7, 0.31 * diameter), (20, 0.09 * diameter), (3, 0.2 * diameter), (80, 0.014 * diameter)):
         walk = jax.jit(jax.vmap(lambda p, d, q: grid.step_integrals(p, d, step, n, q), (0, 0, None)))
         sort = jax.jit(jax.vmap(lambda p, d, q: Field.step_integrals(grid, p, d, step, n, q), (0, 0, None)))
         p, d = (jnp.asarray(np.stack(x)) for x in zip(*_hard_rays(grid, rng, 60)))
