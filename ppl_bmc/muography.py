@@ -117,7 +117,8 @@ def transmitted_flux(
         Energy loss: continuous (CSDA), or PUMAS's mixed mode — soft losses below 5 % (the
         ``cut`` of :class:`ppl_bmc.physics.mixed.Mixed`) of the kinetic energy plus hard discrete events (bremsstrahlung, pair production, photonuclear,
         δ-rays), simulated backward (BMC) or through the tabulated mixed/CSDA flux ratio
-        (quadrature; standard rock only).  At 3000 m.w.e. the mixed flux is ~12 % above CSDA.
+        (quadrature; the materials of ``ppl_bmc.physics.mixed.ratio_names()``: standard rock,
+        limestone, water).  At 3000 m.w.e. the mixed flux is ~12 % above CSDA.
 
     Returns
     -------

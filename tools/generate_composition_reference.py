@@ -2,9 +2,11 @@
 
 Writes ``tests/data/mulder_layers.json``: integrated fluxes (m⁻² s⁻¹ sr⁻¹) of muons with kinetic
 energy in [K_MIN, K_MAX] = [1e-3, 1e6] GeV at a detector at the bottom of a stack of horizontal
-layers of different materials (CSDA, section "layers"), and through a single slab of standard rock
-(CSDA and mixed stochastic losses, section "slab").  How to run (a few minutes on one core, plus
-about a minute the first time, while mulder compiles its physics tables into ~/.cache/mulder):
+layers of different materials (CSDA, section "layers"), through a single slab of standard rock
+(CSDA and mixed stochastic losses, section "slab"), and through single slabs of the other materials
+whose mixed/CSDA ratio the quadrature tabulates (section "slab_materials").  How to run (a few
+minutes on one core, plus about a minute the first time, while mulder compiles its physics tables
+into ~/.cache/mulder):
 
     python -m venv /tmp/mulderenv && /tmp/mulderenv/bin/pip install mulder==0.3.7
     /tmp/mulderenv/bin/python tools/generate_composition_reference.py [output.json]
@@ -74,6 +76,9 @@ SEED = 20250611                   # base seed (numpy and mulder PRNGs)
 ZENITHS = (0.0, 60.0)
 SLAB_OPACITIES = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)   # m.w.e. along the line of sight
 ROCK_DENSITY = 2650.0
+#: Other materials whose mixed/CSDA ratio the quadrature tabulates (section "slab_materials").
+OTHER_SLABS = ("limestone", "water")
+OTHER_OPACITIES = (100.0, 1000.0, 3000.0)
 
 #: The package's own CSDA numbers (muography.transmitted_flux, quadrature): (m.w.e., zenith, flux).
 PACKAGE_CHECKS = ((1000.0, 0.0, 1.14779e-2), (1000.0, 60.0, 1.76891e-2),
@@ -217,10 +222,28 @@ def mixed_flux(geometry, z_det, zenith_deg, events, seed):
     return float(weights.mean()), float(weights.std(ddof=1) / math.sqrt(events))
 
 
-def slab_stack(opacity_mwe, zenith_deg):
-    """Single standard-rock slab of ``opacity_mwe`` along the line of sight."""
-    path = opacity_mwe * 1000.0 / ROCK_DENSITY
-    return [("standard_rock", ROCK_DENSITY, path * math.cos(math.radians(zenith_deg)))]
+def slab_stack(opacity_mwe, zenith_deg, material="standard_rock", density=ROCK_DENSITY):
+    """Single slab of ``opacity_mwe`` along the line of sight (standard rock unless told)."""
+    path = opacity_mwe * 1000.0 / density
+    return [(material, density, path * math.cos(math.radians(zenith_deg)))]
+
+
+def slab_points(material, density, opacities, seed0):
+    """CSDA and mixed fluxes through one slab of ``material`` at ``opacities`` × ZENITHS."""
+    out = []
+    for i, opacity in enumerate(opacities):
+        for j, zenith in enumerate(ZENITHS):
+            geometry, z_det, _, _ = make_geometry(slab_stack(opacity, zenith, material, density), zenith)
+            csda = csda_flux(geometry, z_det, zenith)
+            seed = seed0 + 100 * i + j
+            t0 = time.time()
+            mixed, sd = mixed_flux(geometry, z_det, zenith, MIXED_EVENTS, seed)
+            print(f"  {material:14s} {opacity:6.0f} m.w.e. {zenith:4.0f}°  CSDA {csda:.5e}  mixed {mixed:.5e} ± "
+                  f"{sd / mixed:.3%}  (mixed/CSDA = {mixed / csda:.4f}, {time.time() - t0:.0f} s)")
+            out.append({"opacity_mwe": opacity, "zenith_deg": zenith, "mode": "csda", "flux": csda, "flux_sd": None})
+            out.append({"opacity_mwe": opacity, "zenith_deg": zenith, "mode": "mixed", "flux": mixed, "flux_sd": sd,
+                        "events": MIXED_EVENTS, "seed": seed})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +259,7 @@ def main(out=None):
           f"{physics.photonuclear}, cutoff {physics.cutoff}, reference {reference.model} at "
           f"{reference.altitude} m")
 
-    used = sorted({m for stack in STACKS.values() for m, _, _ in stack})
+    used = sorted({m for stack in STACKS.values() for m, _, _ in stack} | set(OTHER_SLABS))
     print("materials:")
     material_check = check_materials(used)
 
@@ -275,20 +298,15 @@ def main(out=None):
             })
 
     print(f"single slab of standard rock: CSDA, then mixed ({MIXED_EVENTS} events per point):")
-    slab_out = []
-    for i, opacity in enumerate(SLAB_OPACITIES):
-        for j, zenith in enumerate(ZENITHS):
-            geometry, z_det, _, _ = make_geometry(slab_stack(opacity, zenith), zenith)
-            csda = csda_flux(geometry, z_det, zenith)
-            seed = SEED + 100 * i + j
-            t0 = time.time()
-            mixed, sd = mixed_flux(geometry, z_det, zenith, MIXED_EVENTS, seed)
-            print(f"  {opacity:6.0f} m.w.e. {zenith:4.0f}°  CSDA {csda:.5e}  mixed {mixed:.5e} ± {sd / mixed:.3%}"
-                  f"  (mixed/CSDA = {mixed / csda:.4f}, {time.time() - t0:.0f} s)")
-            slab_out.append({"opacity_mwe": opacity, "zenith_deg": zenith, "mode": "csda", "flux": csda,
-                             "flux_sd": None})
-            slab_out.append({"opacity_mwe": opacity, "zenith_deg": zenith, "mode": "mixed", "flux": mixed,
-                             "flux_sd": sd, "events": MIXED_EVENTS, "seed": seed})
+    slab_out = slab_points("standard_rock", ROCK_DENSITY, SLAB_OPACITIES, SEED)
+    print(f"single slabs of {', '.join(OTHER_SLABS)} (nominal densities): CSDA, then mixed:")
+    other_out = []
+    for k, name in enumerate(OTHER_SLABS):
+        density = float(MATERIALS[name][0]) if MATERIALS[name][1] is not None else None
+        if density is None:
+            raise SystemExit(f"{name}: a built-in mulder material, give its density here")
+        other_out += [dict(point, material=name, density=density)
+                      for point in slab_points(name, density, OTHER_OPACITIES, SEED + 10_000 * (k + 1))]
 
     result = {
         "generator": (f"mulder {mulder.config.VERSION} (PUMAS), physics {physics.bremsstrahlung}/"
@@ -312,6 +330,7 @@ def main(out=None):
         "self_check": checks,
         "layers": layers_out,
         "slab": slab_out,
+        "slab_materials": other_out,
     }
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"

@@ -23,9 +23,10 @@ tables in ``ppl_bmc/data/mixed.npz`` were computed with the PUMAS physics throug
 
 For the quadrature (a smooth, noise-free likelihood with stochastic physics),
 ``ppl_bmc/data/mixed_ratio.npz`` holds the ratio of the mixed-mode to the CSDA flux through a
-slab of standard rock under the GCCLY sky, on a grid of opacity, zenith angle and detector
-threshold, computed with this package's own mixed-mode BMC by ``tools/generate_mixed_ratio.py``
-(Monte-Carlo error ~3e-4 per node, stored with the table); :meth:`MixedMaterial.flux_ratio`
+slab under the GCCLY sky, per material (:func:`ratio_names`: standard rock, limestone, water;
+entries ``NAME/ratio``, ``NAME/error`` on shared grids), on a grid of opacity, zenith angle and
+detector threshold, computed with this package's own mixed-mode BMC by
+``tools/generate_mixed_ratio.py`` (Monte-Carlo error ~3e-4 per node, stored with the table); :meth:`MixedMaterial.flux_ratio`
 interpolates it (linearly in opacity and cos zenith, in ln k_min).
 
 Units: GeV, kg/m², m²/kg.
@@ -48,7 +49,7 @@ from ppl_bmc.physics import materials as _materials
 from ppl_bmc.physics.constants import MUON_MASS
 from ppl_bmc.physics.electrons import delta_ray_cross_section, delta_ray_dcs, delta_ray_energy_loss
 
-__all__ = ["Mixed", "MixedMaterial", "names", "get", "CUT", "CUT_RANGE", "SIGMA_FLOOR"]
+__all__ = ["Mixed", "MixedMaterial", "names", "ratio_names", "get", "CUT", "CUT_RANGE", "SIGMA_FLOOR"]
 
 _DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "mixed.npz")
 _RATIO = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "mixed_ratio.npz")
@@ -236,15 +237,16 @@ class MixedMaterial:
     # the tabulated mixed/CSDA flux ratio (quadrature) -----------------------------------------
     def has_flux_ratio(self) -> bool:
         """Whether the quadrature has a mixed/CSDA flux ratio for this material."""
-        return str(_ratio_table()["material"]) == self.name
+        return self.name in ratio_names()
 
     def check_flux_ratio(self, opacity_mwe, zenith_deg, k_min, k_max, sky, argument="material"):
         """Raise ``ValueError`` when the tabulated ratio does not cover the request (concrete
         values are checked; traced opacities are clipped to the table by :meth:`flux_ratio`)."""
         t = _ratio_table()
         if not self.has_flux_ratio():
-            raise ValueError(f"{argument}: the quadrature with physics='mixed' is tabulated for {t['material']} only, "
-                             f"got {self.name}; use method='bmc' (any material with mixed tables: {', '.join(names())})")
+            raise ValueError(f"{argument}: the quadrature with physics='mixed' is tabulated for "
+                             f"{', '.join(ratio_names())}, got {self.name}; use method='bmc' (any material with "
+                             f"mixed tables: {', '.join(names())}), or tabulate it with tools/generate_mixed_ratio.py")
         if sky != _sky.get(str(t["sky"])):
             raise ValueError(f"sky: the quadrature with physics='mixed' is tabulated for the {t['sky']} sky only, got "
                              f"{sky!r}; use method='bmc'")
@@ -268,7 +270,7 @@ class MixedMaterial:
         t = _ratio_table()
         dt = jnp.result_type(opacity_mwe)
         c = np.cos(np.radians(t["zenith_deg"]))[::-1]  # increasing
-        r = jnp.asarray(t["ratio"][:, ::-1, :], dt)  # (X, cos, k)
+        r = jnp.asarray(t[f"{self.name}/ratio"][:, ::-1, :], dt)  # (X, cos, k)
         lk = jnp.asarray(np.log(t["k_min"]), dt)
         j = jnp.clip(jnp.searchsorted(lk, jnp.log(k_min)) - 1, 0, lk.shape[0] - 2)
         s = jnp.clip((jnp.log(k_min) - lk[j]) / (lk[j + 1] - lk[j]), 0.0, 1.0)
@@ -283,6 +285,11 @@ def _ratio_table():
 
 def _tables():
     return _materials.read_tables(_DATA)
+
+
+def ratio_names() -> list[str]:
+    """Materials whose mixed/CSDA flux ratio is tabulated for the quadrature."""
+    return _materials.table_names(_ratio_table())
 
 
 def names() -> list[str]:
