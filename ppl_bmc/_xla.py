@@ -21,21 +21,26 @@ then ran 17–20 ms forward instead of 6.5–8 (measured on this project's 2-cor
 → 28 ms); with the YNNPACK reduction fusion on, the loop held a fusion the pass skips, which
 hid this until the first option switched that fusion off.  The pass's own switch,
 ``--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=0``, turns it off: toy
-forward and replay gradient ~2.5× faster; BMC scenes 0–30 % faster; the quadrature, NUTS on the
-hidden void and compile times unchanged within noise (figures: stop note of 2026-12-05,
-benchmarks/bench_toy_adjoints.py, bench_muography.py).  Only for jaxlib 0.12, where it was
-measured (on 0.10.2 the toy's loop is not taken for small; the switch changes nothing there).
+forward and replay gradient ~2.5× faster; BMC scenes 0–30 % faster, the slab with scattering's
+gradient 20 % faster, the plain slab ~10 % slower (its small loop body ran well as one kernel);
+the quadrature, NUTS on the hidden void and compile times unchanged within noise (README,
+"Performance"; benchmarks/bench_toy_adjoints.py, bench_muography.py, bench_csda.py).  Only for
+jaxlib 0.12, where it was measured (on 0.10.2 the toy's loop is not taken for small; the switch
+changes nothing there).  XLA merges repeated ``--xla_backend_extra_options`` flags, so a user's
+other backend options stay in force beside it.
 
 XLA reads ``XLA_FLAGS`` once, when JAX starts its first back end: importing ``ppl_bmc`` before
 any JAX computation is enough.  The variable is inherited by child processes (notebook kernels,
-the CLI's subprocesses).  A user who sets an option's flag in ``XLA_FLAGS`` (any value; for the
-second, any ``--xla_backend_extra_options``) keeps theirs; when JAX has already started,
-``ppl_bmc`` changes nothing and warns, naming the correctness option.
+the CLI's subprocesses).  A user who sets an option in ``XLA_FLAGS`` (any value; for the second,
+``xla_cpu_small_while_loop_byte_threshold``) keeps theirs; when JAX has already started,
+``ppl_bmc`` changes nothing and, when the correctness option is missing, warns and names the
+flags to set.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -62,10 +67,10 @@ class XlaOption:
         """Whether jaxlib ``version`` gets this option.  Releases outside ``releases`` are left
         alone: XLA aborts at start-up on an option it does not know, and an experimental one
         may go (re-check with tests/test_xla.py before widening the range with the pin)."""
-        try:
-            major, minor = (int(p) for p in version.split(".")[:2])
-        except ValueError:
+        match = re.match(r"(\d+)\.(\d+)", version)
+        if match is None:
             return False
+        major, minor = int(match.group(1)), int(match.group(2))
         return self.releases[0] <= (major, minor) <= self.releases[1]
 
 
@@ -75,7 +80,7 @@ YNN = XlaOption("--xla_cpu_experimental_ynn_fusion_type=-reduce", "xla_cpu_exper
                 ((0, 10), (0, 12)), correctness=True)
 #: Step loops left to the thunk runtime: jaxlib 0.12 only (measured there).
 LOOP = XlaOption("--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=0",
-                 "xla_backend_extra_options", ((0, 12), (0, 12)), correctness=False)
+                 "xla_cpu_small_while_loop_byte_threshold", ((0, 12), (0, 12)), correctness=False)
 OPTIONS = (YNN, LOOP)
 #: The correctness option's flag (kept for callers of the first version of this module).
 YNN_OPTION = YNN.flag
@@ -111,9 +116,10 @@ def apply(environ=os.environ, modules=sys.modules, version: str | None = None) -
         return ()
     if _jax_started(modules):
         if any(o.correctness for o in missing):
+            wanted = " ".join(o.flag for o in missing)
             warnings.warn(f"JAX started before ppl_bmc was imported: jaxlib {version} on the CPU can return wrong "
                           f"values for vectorised likelihoods (vectorized chains, Predictive) without XLA's option "
-                          f"{YNN.flag}; import ppl_bmc first, or set XLA_FLAGS={YNN.flag!r} before starting Python",
+                          f"{YNN.flag}; import ppl_bmc first, or set XLA_FLAGS={wanted!r} before starting Python",
                           RuntimeWarning, stacklevel=3)
         return ()
     environ["XLA_FLAGS"] = " ".join([flags.strip()] + [o.flag for o in missing]).strip()

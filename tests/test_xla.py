@@ -73,6 +73,7 @@ def test_the_toy_step_loop_is_not_one_legacy_kernel():
     # options ppl_bmc sets, on either stack, it is not; a user's own byte threshold of 1e9 (any
     # jaxlib) makes it so — the count this test reads can be nonzero.
     assert _run(HOISTED_TOY_LOOPS, None) == 0
+    assert _run(HOISTED_TOY_LOOPS, "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling") == 0  # theirs + ours
     assert _run(HOISTED_TOY_LOOPS, "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000000") >= 1
 
 
@@ -111,9 +112,14 @@ def test_the_hidden_void_potential_is_the_same_over_64_draws_at_once():
 
 
 def test_a_users_own_setting_is_kept_and_a_late_import_warns():
-    mine = "--xla_cpu_experimental_ynn_fusion_type=reduce --xla_backend_extra_options=xla_cpu_disable_loop_unrolling"
+    mine = "--xla_cpu_experimental_ynn_fusion_type=reduce --xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=9"
     env = {"XLA_FLAGS": mine}
     assert _xla.apply(env, modules={}, version="0.12.0.1") == () and env["XLA_FLAGS"] == mine
+    # other backend options of the user's: the loop option joins them (XLA merges repeated flags)
+    other = "--xla_cpu_experimental_ynn_fusion_type=reduce --xla_backend_extra_options=xla_cpu_disable_loop_unrolling"
+    env = {"XLA_FLAGS": other}
+    assert _xla.apply(env, modules={}, version="0.12rc1") == (_xla.LOOP.flag,)
+    assert env["XLA_FLAGS"] == other + " " + _xla.LOOP.flag
     env = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=reduce"}
     assert _xla.apply(env, modules={}, version="0.12.0.1") == (_xla.LOOP.flag,)
     assert env["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=reduce " + _xla.LOOP.flag

@@ -4,7 +4,7 @@ Writes ``tests/data/mulder_layers.json``: integrated fluxes (m⁻² s⁻¹ sr⁻
 energy in [K_MIN, K_MAX] = [1e-3, 1e6] GeV at a detector at the bottom of a stack of horizontal
 layers of different materials (CSDA, section "layers"), through a single slab of standard rock
 (CSDA and mixed stochastic losses, section "slab"), and through single slabs of the other materials
-whose mixed/CSDA ratio the quadrature tabulates (section "slab_materials").  How to run (a few
+whose mixed/CSDA ratio the quadrature tabulates (section "slab_materials").  How to run (about 12
 minutes on one core, plus about a minute the first time, while mulder compiles its physics tables
 into ~/.cache/mulder):
 

@@ -8,9 +8,9 @@ its entries ``NAME/ratio``, ``NAME/error``, ``NAME/n_particles`` are written int
 other materials' entries kept (the grids below are shared and must match the file's).
 For each opacity X (m.w.e.) and zenith angle of the grids below, the mixed-mode backward walk
 (:class:`ppl_bmc.transport.stochastic.MixedKernel`, the material, GCCLY sky, decay on)
-runs ``n_particles`` muons (default 2²⁰, in batches with independent keys) whose detector-side
-energies are drawn once on [1e-3, 1e6] GeV; the integrated flux above each threshold k_min of
-the grid is the mean of the weights of the muons above it.  The ratio to the exact CSDA
+runs ``n_particles`` muons (default 2¹⁹, the shipped tables' count; in batches with independent
+keys) whose detector-side energies are drawn once on [1e-3, 1e6] GeV; the integrated flux above
+each threshold k_min of the grid is the mean of the weights of the muons above it.  The ratio to the exact CSDA
 quadrature (:func:`ppl_bmc.transport.csda.straight_line_flux`, 2048 nodes) is stored with its
 Monte-Carlo standard error (from the batches).  At X = 0 the ratio is 1 exactly.  About 25 minutes
 per material on two cores (the keys are the same for every material).
@@ -54,13 +54,15 @@ def existing(out):
         return {}
     with np.load(out) as data:
         old = {key: data[key] for key in data.files}
+    if "ratio" in old:
+        sys.exit(f"{out}: a single-material table of an older format; write to another file (--out)")
     for key, value in GRIDS.items():
         if key not in old or not np.array_equal(old[key], value):
             sys.exit(f"{out}: its {key} differs from this tool's grid; write to another file (--out)")
     return old
 
 
-def main(out=None, n_particles=2**20, material="standard_rock"):
+def main(out=None, n_particles=2**19, material="standard_rock"):
     jax.config.update("jax_enable_x64", True)
     out = out or os.path.join(os.path.dirname(__file__), "..", "ppl_bmc", "data", "mixed_ratio.npz")
     n_particles = int(n_particles)
@@ -94,6 +96,8 @@ def main(out=None, n_particles=2**20, material="standard_rock"):
     ratio = np.ones((OPACITY.size, ZENITH.size, K_MIN.size))
     error = np.zeros_like(ratio)
     n_batches = max(2, n_particles // BATCH)
+    if n_batches > 10:  # the keys 1000·i + 10·j + b would repeat across zenith nodes
+        sys.exit(f"--n-particles: at most {10 * BATCH} (10 batches of {BATCH}), got {n_particles}")
     t0 = time.time()
     for i, x in enumerate(OPACITY):
         if x == 0:
@@ -120,6 +124,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--material", default="standard_rock")
     parser.add_argument("--out", default=None, help="output .npz (default: the package's ppl_bmc/data/mixed_ratio.npz)")
-    parser.add_argument("--n-particles", type=int, default=2**20)
+    parser.add_argument("--n-particles", type=int, default=2**19)
     args = parser.parse_args()
     main(args.out, args.n_particles, args.material)

@@ -55,7 +55,8 @@ class Scene:
         Energy loss: continuous (CSDA), or PUMAS's mixed mode — soft losses plus discrete hard
         events (:mod:`ppl_bmc.transport.stochastic`): BMC walks each particle's straight line
         (no ``scattering`` yet; one material with mixed tables, no Composition); the quadrature
-        scales each ray's CSDA flux by the tabulated mixed/CSDA ratio (standard rock, GCCLY sky).
+        scales each ray's CSDA flux by the tabulated mixed/CSDA ratio (the materials of
+        ``ppl_bmc.physics.mixed.ratio_names()``: standard rock, limestone, water; GCCLY sky).
     """
 
     field: Field

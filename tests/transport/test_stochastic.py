@@ -165,11 +165,18 @@ def test_mixed_gradients_are_finite_from_the_surface_to_great_depth():
         (dict(physics="mixed", material="iron"), r"material: the quadrature with physics='mixed' is tabulated for"),
         (dict(physics="mixed", sky="gaisser"), r"sky: the quadrature with physics='mixed' is tabulated for the gccly"),
         (dict(physics="mixed", k_min=50.0), r"k_min must be in \[0.001, 10\] GeV"),
+        (dict(physics=mixed.Mixed(cut=0.2)), r"physics: the quadrature's mixed/CSDA ratio is tabulated for the cut 0.05"),
     ],
 )
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         muography.transmitted_flux(100.0, 0.0, **kwargs)
+
+
+def test_a_material_without_a_ratio_table_is_refused_by_the_ratio_itself():
+    # reached without the entry points' checks (e.g. a quadrature built by hand): the same error
+    with pytest.raises(ValueError, match=r"material: the quadrature with physics='mixed' is tabulated for limestone"):
+        mixed.get("iron").flux_ratio(jnp.asarray(100.0), 1.0, 1e-3)
 
 
 def test_custom_materials_have_no_mixed_tables():
