@@ -27,7 +27,7 @@ PINNED = {
                              "cos_theta_star", "charge_fraction", "MU_PLUS_OVER_MU_MINUS", "CHIRKIN_P"],
     "ppl_bmc.physics.materials": ["Material", "Blend", "names", "get", "custom", "check_composition"],
     "ppl_bmc.physics.constants": ["MUON_MASS", "MUON_CTAU", "MWE"],
-    "ppl_bmc.physics.mixed": ["Mixed", "MixedMaterial", "names", "get", "CUT", "CUT_RANGE", "SIGMA_FLOOR"],
+    "ppl_bmc.physics.mixed": ["Mixed", "MixedMaterial", "names", "ratio_names", "get", "CUT", "CUT_RANGE", "SIGMA_FLOOR"],
     "ppl_bmc.transport.stochastic": ["MixedState", "MixedKernel", "events_bound"],
     "ppl_bmc.muography": ["transmitted_flux"],
     "ppl_bmc.likelihood": ["expected_counts", "exit_lengths"],

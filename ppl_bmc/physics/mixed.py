@@ -240,14 +240,17 @@ class MixedMaterial:
         """Whether the quadrature has a mixed/CSDA flux ratio for this material."""
         return self.name in ratio_names()
 
-    def check_flux_ratio(self, opacity_mwe, zenith_deg, k_min, k_max, sky, argument="material"):
-        """Raise ``ValueError`` when the tabulated ratio does not cover the request (concrete
-        values are checked; traced opacities are clipped to the table by :meth:`flux_ratio`)."""
-        t = _ratio_table()
+    def _require_flux_ratio(self, argument="material"):
         if not self.has_flux_ratio():
             raise ValueError(f"{argument}: the quadrature with physics='mixed' is tabulated for "
                              f"{', '.join(ratio_names())}, got {self.name}; use method='bmc' (any material with "
                              f"mixed tables: {', '.join(names())}), or tabulate it with tools/generate_mixed_ratio.py")
+
+    def check_flux_ratio(self, opacity_mwe, zenith_deg, k_min, k_max, sky, argument="material"):
+        """Raise ``ValueError`` when the tabulated ratio does not cover the request (concrete
+        values are checked; traced opacities are clipped to the table by :meth:`flux_ratio`)."""
+        self._require_flux_ratio(argument)
+        t = _ratio_table()
         if self.x_cut != CUT:
             raise ValueError(f"physics: the quadrature's mixed/CSDA ratio is tabulated for the cut {CUT:g}, got "
                              f"Mixed(cut={self.x_cut:g}); use method='bmc'")
@@ -271,8 +274,7 @@ class MixedMaterial:
     def flux_ratio(self, opacity_mwe, cos_zenith, k_min):
         """Mixed/CSDA ratio of the integrated flux through a slab (interpolated, differentiable in
         the opacity, m.w.e.); ``cos_zenith`` and ``k_min`` (GeV) scalars, opacity any shape."""
-        if not self.has_flux_ratio():
-            self.check_flux_ratio(0.0, 0.0, CUT, 1e6, None)  # raises, naming the tabulated materials
+        self._require_flux_ratio()
         t = _ratio_table()
         dt = jnp.result_type(opacity_mwe)
         c = np.cos(np.radians(t["zenith_deg"]))[::-1]  # increasing
