@@ -32,6 +32,7 @@ from ppl_bmc.estimators import BMC, resolve_method
 from ppl_bmc.geometry.rays import box_interval, line_coords, line_direction
 from ppl_bmc.geometry.scene import Scene
 from ppl_bmc.geometry.terrain import HeightMap
+from ppl_bmc.physics.mixed import MixedBlend
 from ppl_bmc.telescope import Telescope
 from ppl_bmc.transport.csda import MuonKernel
 from ppl_bmc.transport.paths import FieldPath
@@ -202,6 +203,9 @@ def expected_counts(
             raise ValueError("scene.scattering=True needs method='bmc': the quadrature follows straight lines "
                              "(or build the Scene with scattering=False)")
         geom, rows = quadrature.geometry(dets, scene.ndim, est.n_directions)
+        if isinstance(scene.mixed_material, MixedBlend):
+            raise ValueError("method: physics='mixed' through a Composition needs method='bmc' (the quadrature's "
+                             "mixed/CSDA ratio is tabulated for one material along a ray), or physics='csda'")
         if scene.mixed_material is not None:  # the tabulated ratio must cover every threshold
             for k_min in sorted({k for _, k in rows}):
                 scene.mixed_material.check_flux_ratio(0.0, 0.0, k_min, scene.k_max, scene.sky)
@@ -221,7 +225,8 @@ def expected_counts(
 
 
 #: physics="mixed": the hard events a BMC walk may meet are bounded as for the longest ray at this
-#: many times the material's nominal density (a walk with more gets weight 0; see events_bound).
+#: many times the material's nominal density (a Composition: its densest material's; a walk with
+#: more gets weight 0; see events_bound).
 MIXED_DENSITY_MARGIN = 1.5
 
 

@@ -77,10 +77,11 @@ def test_first_gradient_benchmark_quick(capsys, monkeypatch):
     assert "cold" in out and "warm" in out and "time to first gradient with a warm cache" in out
 
 
-@pytest.mark.slow  # ~60 s on 2 cores: four scenes' gradients compile
+@pytest.mark.slow  # ~90 s on 2 cores: six scenes' gradients compile
 def test_composition_benchmark_quick(capsys, monkeypatch):
     out = run_quick("bench_composition.py", capsys, monkeypatch)
-    assert "rock+water" in out and "second material (scattering=True)" in out
+    assert "rock+water" in out and "second material (csda, scattering=True)" in out
+    assert "second material (mixed, scattering=False)" in out
 
 
 @pytest.mark.slow  # ~40 s on 2 cores

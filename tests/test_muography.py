@@ -95,6 +95,7 @@ def test_each_adjoint_gradient_agrees_with_the_quadrature(adjoint, x64):
     assert ok, info
 
 
+@pytest.mark.slow  # ~17 s cold (the fast suite's budget); the fast suite keeps the step's exact inverse
 def test_slab_adjoints_agree_in_float64(x64):
     # the energy path depends on the opacity: ReplayAdjoint walks backward with the inverse step
     fn = lambda a: (lambda x: muography.transmitted_flux(x, 20.0, method="bmc", key=jax.random.key(3),
@@ -135,7 +136,7 @@ def test_decay_weight_matters_in_air_and_not_in_rock():
     assert abs(bmc / air[0] - 1) < 0.02
 
 
-@pytest.mark.slow  # ~24 s cold; test_slab_adjoints_agree_in_float64 stays in the fast suite
+@pytest.mark.slow  # ~24 s cold
 def test_scattering_adjoints_agree_and_match_finite_differences(x64):
     # with scattering the path moves with the opacity; each step is inverted exactly
     fn = lambda a: (lambda x: muography.transmitted_flux(x, 30.0, method="bmc", key=jax.random.key(3), n_particles=2000,

@@ -54,9 +54,10 @@ class Scene:
     physics : "csda", "mixed" or ppl_bmc.physics.mixed.Mixed(cut=...)
         Energy loss: continuous (CSDA), or PUMAS's mixed mode — soft losses plus discrete hard
         events (:mod:`ppl_bmc.transport.stochastic`): BMC walks each particle's straight line
-        (no ``scattering`` yet; one material with mixed tables, no Composition); the quadrature
-        scales each ray's CSDA flux by the tabulated mixed/CSDA ratio (the materials of
-        ``ppl_bmc.physics.mixed.ratio_names()``: standard rock, limestone, water; GCCLY sky).
+        (no ``scattering`` yet; materials with mixed tables, a Composition's included); the
+        quadrature scales each ray's CSDA flux by the tabulated mixed/CSDA ratio (one material
+        of ``ppl_bmc.physics.mixed.ratio_names()``: standard rock, limestone, water; GCCLY sky;
+        a Composition needs BMC).
     """
 
     field: Field
@@ -101,11 +102,12 @@ class Scene:
 
     @property
     def mixed_material(self):
-        """The :class:`~ppl_bmc.physics.mixed.MixedMaterial` of a mixed-mode scene, else ``None``."""
+        """The :class:`~ppl_bmc.physics.mixed.MixedMaterial` of a mixed-mode scene (a
+        :class:`~ppl_bmc.physics.mixed.MixedBlend` for a Composition), else ``None``."""
         if self.physics == "csda":
             return None
         if isinstance(self.field, Composition):
-            raise ValueError("physics='mixed' takes one material: a Composition field is not supported yet")
+            return mixed_tables.blend(self.material, "field.materials", self.physics.cut)
         return mixed_tables.get(self.material, "material", self.physics.cut)
 
     @property

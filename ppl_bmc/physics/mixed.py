@@ -50,7 +50,8 @@ from ppl_bmc.physics import materials as _materials
 from ppl_bmc.physics.constants import MUON_MASS
 from ppl_bmc.physics.electrons import delta_ray_cross_section, delta_ray_dcs, delta_ray_energy_loss
 
-__all__ = ["Mixed", "MixedMaterial", "names", "ratio_names", "get", "CUT", "CUT_RANGE", "SIGMA_FLOOR"]
+__all__ = ["Mixed", "MixedMaterial", "MixedBlend", "names", "ratio_names", "get", "blend", "CUT", "CUT_RANGE",
+           "SIGMA_FLOOR"]
 
 _DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "mixed.npz")
 _RATIO = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "mixed_ratio.npz")
@@ -324,3 +325,69 @@ def get(material, argument: str = "material", cut: float | None = None) -> Mixed
     return MixedMaterial(name, t[f"{name}/density"], t["kinetic_energy"], t["x"], float(t["x_cut"]),
                          t[f"{name}/z_over_a"], t[f"{name}/soft_stopping_power"], t[f"{name}/soft_range"],
                          t[f"{name}/radiative_dcs"], _materials.get(name), cut=cut)
+
+
+class MixedBlend:
+    """The mixed-mode tables of several materials that one scene holds (a
+    :class:`~ppl_bmc.geometry.Composition`'s), a value (static under ``jit``).
+
+    The backward walk (:class:`~ppl_bmc.transport.stochastic.MixedKernel`) places hard events with
+    the proposal rate of the ``reference`` (the first material) along the line's total grammage,
+    scores each event by the rates of every material present where it happens (Bragg additivity:
+    the hard-event rate per unit length is ``Σ ρ_m σ_m``), and walks the soft losses through each
+    piece of the line in each material in turn, as the CSDA :class:`~ppl_bmc.materials.Blend`.
+
+    Attributes
+    ----------
+    materials : tuple of MixedMaterial
+        At least two, with one cut and one kinetic-energy grid.
+    reference : MixedMaterial
+        ``materials[0]``.
+    csda : Blend
+        Their CSDA tables (the detector-side energy proposal).
+    density : float
+        The largest nominal density among them (kg/m³; bounds the events a walk may meet).
+    """
+
+    def __init__(self, materials):
+        mats = tuple(materials)
+        if len(mats) < 2 or not all(isinstance(m, MixedMaterial) for m in mats):
+            raise ValueError(f"materials must be at least two MixedMaterial, got {materials!r}")
+        for m in mats[1:]:
+            if m.x_cut != mats[0].x_cut or m._log_k.shape != mats[0]._log_k.shape or m.x_top != mats[0].x_top:
+                raise ValueError(f"materials: {m.name} has another cut or grid than {mats[0].name}")
+        self.materials = mats
+        self.csda = _materials.Blend([m.csda for m in mats])
+        self.density = max(m.density for m in mats)
+
+    @property
+    def reference(self) -> MixedMaterial:
+        return self.materials[0]
+
+    @property
+    def name(self) -> str:
+        return "+".join(m.name for m in self.materials)
+
+    x_cut = property(lambda self: self.reference.x_cut)
+    x_top = property(lambda self: self.reference.x_top)
+    k_min = property(lambda self: self.reference.k_min)
+    k_max = property(lambda self: self.reference.k_max)
+
+    def __len__(self):
+        return len(self.materials)
+
+    def __eq__(self, other):
+        return isinstance(other, MixedBlend) and other.materials == self.materials
+
+    def __hash__(self):
+        return hash(("MixedBlend",) + self.materials)
+
+    def __repr__(self):
+        return f"MixedBlend({', '.join(m.name for m in self.materials)}, cut={self.x_cut})"
+
+
+def blend(materials, argument: str = "materials", cut: float | None = None) -> MixedBlend:
+    """The mixed-mode tables of a :class:`~ppl_bmc.materials.Blend` (or a sequence of materials or
+    names); ``ValueError`` naming ``argument[i]`` for a material without them."""
+    mats = materials.materials if isinstance(materials, _materials.Blend) else tuple(materials)
+    return MixedBlend(tuple(get(m, f"{argument}[{i}]", cut) for i, m in enumerate(mats)))
