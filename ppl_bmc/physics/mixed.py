@@ -214,6 +214,32 @@ class MixedMaterial:
         """ln σ_prop(K) (m²/kg)."""
         return self._at(self._log_sigma_prop, log_k)
 
+    # one search per energy: a position (i, t) on the kinetic-energy grid (shared by every
+    # material's tables) reads all the walk's columns at once ---------------------------------
+    def locate(self, log_k):
+        """``(i, t)``: ln K's interval on the table's grid and the fraction within it (clipped to
+        the table, as the look-ups above)."""
+        lk = jnp.asarray(self._log_k, log_k.dtype)
+        i = jnp.clip(jnp.searchsorted(lk, log_k, side="right") - 1, 0, lk.shape[0] - 2)
+        return i, jnp.clip((log_k - lk[i]) / (lk[i + 1] - lk[i]), 0.0, 1.0)
+
+    def locate_range(self, r):
+        """``(ln K, i, t)`` at soft range ``r`` (kg/m², clipped to the table): the inverse of the
+        range and the energy's position on the grid, from one search."""
+        lr = jnp.asarray(self._log_r, r.dtype)
+        log_r = jnp.log(jnp.clip(r, self.r_min, self.r_max))
+        i = jnp.clip(jnp.searchsorted(lr, log_r, side="right") - 1, 0, lr.shape[0] - 2)
+        t = jnp.clip((log_r - lr[i]) / (lr[i + 1] - lr[i]), 0.0, 1.0)
+        lk = jnp.asarray(self._log_k, r.dtype)
+        return lk[i] + t * (lk[i + 1] - lk[i]), i, t
+
+    def walk_columns(self, i, t):
+        """``(R_soft, ln S_soft, NI, proper)`` at the grid position ``(i, t)`` (units as the
+        look-ups above)."""
+        c = jnp.asarray(np.stack([self._log_r, self._log_s, self._ni, self._proper], axis=-1), t.dtype)
+        v = c[i] + t * (c[i + 1] - c[i])
+        return jnp.exp(v[0]), v[1], v[2], v[3]
+
     def proper(self, log_k):
         """∫ (m/p) dX (kg/m²) along the soft slowing-down from the table's bottom to ln K (for the
         decay weight: c·Δτ = Δproper / ρ)."""
@@ -354,7 +380,8 @@ class MixedBlend:
         if len(mats) < 2 or not all(isinstance(m, MixedMaterial) for m in mats):
             raise ValueError(f"materials must be at least two MixedMaterial, got {materials!r}")
         for m in mats[1:]:
-            if m.x_cut != mats[0].x_cut or m._log_k.shape != mats[0]._log_k.shape or m.x_top != mats[0].x_top:
+            if (m.x_cut != mats[0].x_cut or m.x_top != mats[0].x_top or m._log_k.shape != mats[0]._log_k.shape
+                    or not np.array_equal(m._log_k, mats[0]._log_k)):
                 raise ValueError(f"materials: {m.name} has another cut or grid than {mats[0].name}")
         self.materials = mats
         self.csda = _materials.Blend([m.csda for m in mats])

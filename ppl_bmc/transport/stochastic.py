@@ -137,35 +137,38 @@ def _blend_walk(mats, decay, grammages, lengths, log_k, f0, f1):
     """The live soft walk between fractions f0 ≤ f1 of a line of several materials, from ln K:
     ``(ln K at f1, ok, log weight)`` — each piece's grammage (n, M) crossed material by material
     (:func:`_substeps`), each sub-step gaining ln S(K')/S(K) − ΔNI and, with ``decay``, the
-    survival over the piece at its mean density.  A sub-step without grammage is an exact
-    identity (no table round trip)."""
+    survival over the piece at its mean density.  The energy is carried with its position on the
+    tables' shared grid, so a sub-step costs one search (its range's inverse).  A sub-step
+    without grammage is an exact identity (no table round trip)."""
     share = _portions(grammages.shape[0], f0, f1)
     order = _substeps(len(mats))
 
     def piece(carry, inputs):
-        log_k, ok, log_w = carry
+        log_k, i, t, ok, log_w = carry
         x, length = inputs
         start, proper = log_k, 0.0
         for j, half in order:
             m, dx = mats[j], half * x[j]
-            r = m.range_at(log_k) + dx
-            ok = ok & (r < m.r_max)
-            new = jnp.where(dx > 0, m.log_energy_at_range(r), log_k)
-            log_w = log_w + (m.log_soft_stopping(new) - m.log_soft_stopping(log_k)) - (
-                m.interactions(new) - m.interactions(log_k))
-            proper = proper + (m.proper(new) - m.proper(log_k))
-            log_k = new
+            r0, s0, n0, p0 = m.walk_columns(i, t)
+            ok = ok & (r0 + dx < m.r_max)
+            new, i1, t1 = m.locate_range(r0 + dx)
+            moved = dx > 0
+            log_k, i, t = jnp.where(moved, new, log_k), jnp.where(moved, i1, i), jnp.where(moved, t1, t)
+            _, s1, n1, p1 = m.walk_columns(i, t)
+            log_w = log_w + (s1 - s0) - (n1 - n0)
+            proper = proper + (p1 - p0)
         if decay:  # c·Δτ = Δproper / ρ̄, ρ̄ = the piece's grammage / its length
             total = jnp.sum(x)
             empty = total <= 1e-6 * length
             kk = jnp.exp(start)
             m_over_p = MUON_MASS / jnp.sqrt(kk * (kk + 2 * MUON_MASS))
             log_w = log_w - jnp.where(empty, m_over_p * length, proper * length / jnp.where(empty, 1.0, total)) / MUON_CTAU
-        return (log_k, ok, log_w), None
+        return (log_k, i, t, ok, log_w), None
 
     zero = jnp.zeros((), log_k.dtype)
-    (log_k, ok, log_w), _ = jax.lax.scan(piece, (log_k, jnp.asarray(True), zero),
-                                         (share[:, None] * grammages, share * lengths))
+    i, t = mats[0].locate(log_k)
+    (log_k, _, _, ok, log_w), _ = jax.lax.scan(piece, (log_k, i, t, jnp.asarray(True), zero),
+                                               (share[:, None] * grammages, share * lengths))
     return log_k, ok, log_w
 
 
@@ -174,13 +177,17 @@ def _blend_walk_back(mats, grammages, log_k, f0, f1):
     share = _portions(grammages.shape[0], f0, f1)
     order = _substeps(len(mats))[::-1]
 
-    def piece(log_k, x):
+    def piece(carry, x):
+        log_k, i, t = carry
         for j, half in order:
             m, dx = mats[j], half * x[j]
-            log_k = jnp.where(dx > 0, m.log_energy_at_range(m.range_at(log_k) - dx), log_k)
-        return log_k, None
+            new, i1, t1 = m.locate_range(m.walk_columns(i, t)[0] - dx)
+            moved = dx > 0
+            log_k, i, t = jnp.where(moved, new, log_k), jnp.where(moved, i1, i), jnp.where(moved, t1, t)
+        return (log_k, i, t), None
 
-    return jax.lax.scan(piece, log_k, share[:, None] * grammages, reverse=True)[0]
+    i, t = mats[0].locate(log_k)
+    return jax.lax.scan(piece, (log_k, i, t), share[:, None] * grammages, reverse=True)[0][0]
 
 
 def _fraction(values, total):
